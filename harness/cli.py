@@ -1,0 +1,213 @@
+"""The `crlbench` command: argument parsing and dispatch only; the work lives elsewhere.
+
+    crlbench run suite=quickstart [key=value ...] [--force] [--dry-run]
+    crlbench table [suite=NAME] [dataset=A,B] [metric=M,N] [method=X,Y] [--format F]
+    crlbench methods
+    crlbench suites
+
+Errors a user can cause print one line and exit with code 2; failed runs exit with code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from crlbench.errors import UserError
+
+FORMATS = ("terminal", "markdown", "csv", "latex")
+TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crlbench", description="Benchmark contrastive and clustering representation "
+                                     "learning methods on one fixed protocol.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite (skips runs whose record exists)")
+    run.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="suite=NAME|PATH.yaml, then any config key, e.g. train.epochs=5 "
+                          "method=simclr,raw seeds=[0,1,2]")
+    run.add_argument("--force", action="store_true", help="rerun runs that have a record")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved config and the runs, run nothing")
+
+    table = sub.add_parser("table", help="tabulate run records")
+    table.add_argument("filters", nargs="*", metavar="key=value",
+                       help=f"filters: {', '.join(TABLE_KEYS)} (comma-separated lists)")
+    table.add_argument("--format", default="terminal", choices=FORMATS)
+    table.add_argument("--output", type=Path, help="write the table to this file")
+
+    sub.add_parser("methods", help="list installed methods")
+    sub.add_parser("suites", help="list shipped suites")
+    return parser
+
+
+def _split_suite(args: list[str]) -> tuple[str | None, list[str]]:
+    suite, rest = None, []
+    for item in args:
+        if item.startswith("suite="):
+            suite = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    return suite, rest
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.config import load_suite
+    from crlbench.data import check_available
+    from crlbench.executors import get_executor
+    from crlbench.executors.progress import make_progress
+    from crlbench.suite import expand
+
+    suite, overrides = _split_suite(args.overrides)
+    if suite is None:
+        raise UserError("crlbench run needs suite=NAME (see `crlbench suites`) or suite=PATH.yaml")
+    cfg = load_suite(suite, overrides)
+    specs = expand(cfg)
+    for name in cfg.dataset:
+        check_available(name, root=cfg.data.root, download=cfg.data.download,
+                        folders=dict(cfg.data.folders), use_unlabeled=cfg.data.use_unlabeled)
+    executor = get_executor(cfg.executor)
+    store = Path(cfg.results.dir)
+    if args.dry_run:
+        _print_plan(console, cfg, specs, store)
+        return 0
+    summary = executor.run(specs, store, make_progress(console), force=args.force)
+    _print_table(console, store, cfg.name, run_ids={s.run_id for s in specs})
+    return summary.exit_code
+
+
+def _print_plan(console: Console, cfg, specs, store: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from crlbench.store import is_done, record_path
+
+    console.print(OmegaConf.to_yaml(cfg), markup=False, highlight=False)
+    table = Table("run", "run_id", "status", title=f"{len(specs)} runs of suite {cfg.name}")
+    for s in specs:
+        done = is_done(record_path(store, s.suite, s.method, s.dataset, s.run_id))
+        table.add_row(s.label, s.run_id, "done" if done else "to run")
+    console.print(table)
+
+
+def _print_table(console: Console, store: Path, suite: str, run_ids: set[str]) -> None:
+    from crlbench.report import render, summarize
+    from crlbench.store import scan
+
+    records = [r for r in scan(store, [suite]).records if r["run_id"] in run_ids]
+    if any(r["status"] == "ok" for r in records):
+        console.print(render(summarize(records), "terminal"))
+
+
+def _parse_filters(items: list[str]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in TABLE_KEYS:
+            raise UserError(f"table filter {item!r} is not key=value with key one of "
+                            f"{', '.join(TABLE_KEYS)}")
+        filters[key] = [v for v in value.split(",") if v]
+    return filters
+
+
+def cmd_table(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.report import mixed_configs, render, summarize
+    from crlbench.store import scan
+
+    filters = _parse_filters(args.filters)
+    store = Path(filters.pop("results.dir", ["results"])[0])
+    if not store.is_dir():
+        raise UserError(f"results store {store} does not exist; run a suite first or pass "
+                        "results.dir=PATH")
+    found = scan(store, filters.get("suite"))
+    err = Console(stderr=True)
+    for problem in found.problems:
+        err.print(f"warning: skipped {problem}", markup=False, highlight=False)
+    if not found.records:
+        which = f" for suite {','.join(filters['suite'])}" if "suite" in filters else ""
+        raise UserError(f"no run records under {store}{which}")
+    summary = summarize(found.records, datasets=filters.get("dataset"),
+                        metrics=filters.get("metric"), methods=filters.get("method"))
+    for warning in mixed_configs(found.records):
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    out = render(summary, args.format)
+    if args.output:
+        if not isinstance(out, str):
+            out = _as_text(out)
+        args.output.write_text(out)
+    elif isinstance(out, str):
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    else:
+        console.print(out)
+    return 0
+
+
+def _as_text(table) -> str:
+    buf = Console(record=True, width=200, file=io.StringIO())
+    buf.print(table)
+    return buf.export_text()
+
+
+def cmd_methods(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.registry import methods
+
+    table = Table("method", "package", "version", "summary", title="crlbench methods")
+    for entry in methods.entries():
+        summary = entry.obj.summary() if entry.ok else f"[red]unusable: {entry.error}[/red]"
+        table.add_row(entry.name, entry.package, entry.version, summary)
+    console.print(table)
+    return 0
+
+
+def cmd_suites(args: argparse.Namespace, console: Console) -> int:
+    import yaml
+
+    from crlbench.config import shipped_suites
+
+    table = Table("suite", "description", title="shipped suites (crlbench run suite=NAME)")
+    for name, path in sorted(shipped_suites().items()):
+        data = yaml.safe_load(path.read_text()) or {}
+        table.add_row(name, str(data.get("description", "")))
+    console.print(table)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "table": cmd_table, "methods": cmd_methods, "suites": cmd_suites}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting key=value items come before or after the --options."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    positional = "overrides" if args.command == "run" else "filters"
+    if not extra:
+        return args
+    if not hasattr(args, positional) or any(i.startswith("-") or "=" not in i for i in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    setattr(args, positional, [*getattr(args, positional), *extra])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    console = Console()
+    try:
+        return COMMANDS[args.command](args, console)
+    except UserError as e:
+        print(f"crlbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("crlbench: interrupted; finished runs are kept and the next identical "
+              "`crlbench run` resumes from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

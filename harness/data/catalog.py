@@ -1,0 +1,73 @@
+"""The built-in datasets: name -> `DatasetInfo` (what it is and how to check, load, fetch it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from crlbench.data import cifar, digits, mnist, stl10
+from crlbench.data.base import ImageData
+from crlbench.data.download import fetch
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A built-in dataset. The functions take (root, use_unlabeled)."""
+
+    name: str
+    summary: str  # one line
+    num_classes: int
+    channels: int
+    image_size: int  # native side in pixels
+    check: Callable[[Path, bool], None]  # cheap: MissingDataError when files are absent
+    load: Callable[[Path, bool], ImageData]  # CPU uint8 tensors at the native size
+    fetch: Callable[[Path, bool], None] | None = None  # download; None: nothing to download
+
+
+def _info(name: str, summary: str, num_classes: int, channels: int, image_size: int,
+          module: ModuleType) -> DatasetInfo:
+    """An entry for the readers that serve several datasets and take the name first."""
+    return DatasetInfo(
+        name=name,
+        summary=summary,
+        num_classes=num_classes,
+        channels=channels,
+        image_size=image_size,
+        check=lambda root, use_unlabeled: module.check(name, root),
+        load=lambda root, use_unlabeled: module.load(name, root),
+        fetch=lambda root, use_unlabeled: fetch(name, root, use_unlabeled),
+    )
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            name="digits",
+            summary="scikit-learn's 1797 handwritten digits, 8x8 grey, fixed 80/20 split",
+            num_classes=10,
+            channels=1,
+            image_size=8,
+            check=digits.check,
+            load=digits.load,
+        ),
+        _info("mnist", "MNIST handwritten digits, 60k/10k, 28x28 grey", 10, 1, 28, mnist),
+        _info("fashion_mnist", "Fashion-MNIST clothing, 60k/10k, 28x28 grey", 10, 1, 28, mnist),
+        _info("cifar10", "CIFAR-10, 50k/10k, 32x32 colour, 10 classes", 10, 3, 32, cifar),
+        _info("cifar100", "CIFAR-100, 50k/10k, 32x32 colour, 100 fine classes", 100, 3, 32,
+              cifar),
+        _info("cifar20", "CIFAR-100 labelled with its 20 superclasses", 20, 3, 32, cifar),
+        DatasetInfo(
+            name="stl10",
+            summary="STL-10, 5k/8k labelled + 100k unlabeled, 96x96 colour, 10 classes",
+            num_classes=10,
+            channels=3,
+            image_size=96,
+            check=stl10.check,
+            load=stl10.load,
+            fetch=lambda root, use_unlabeled: fetch("stl10", root, use_unlabeled),
+        ),
+    ]
+}

@@ -1,0 +1,42 @@
+"""Evaluation of frozen features: kNN, linear probe, k-means and cluster-head scores.
+
+Every number follows DESIGN.md "Evaluation definitions"; each module cites its source.
+`evaluate(emb, cfg, seed=...)` runs the evaluators that an EvalConfig names and returns flat
+metrics plus details (chosen LR, inertia, timings). The k-means function is not re-exported
+here, so that `crlbench.evaluate.kmeans` stays the module: `from crlbench.evaluate.kmeans
+import kmeans`.
+"""
+
+from __future__ import annotations
+
+from .clustering import (
+    ari,
+    cluster_scores,
+    contingency,
+    hungarian_accuracy,
+    nmi,
+)
+from .evaluators import (
+    EVALUATORS,
+    Embeddings,
+    EvalResult,
+    cluster_split,
+    evaluate,
+)
+from .knn import knn_accuracy
+from .linear import linear_probe
+
+__all__ = [
+    "EVALUATORS",
+    "Embeddings",
+    "EvalResult",
+    "ari",
+    "cluster_scores",
+    "cluster_split",
+    "contingency",
+    "evaluate",
+    "hungarian_accuracy",
+    "knn_accuracy",
+    "linear_probe",
+    "nmi",
+]

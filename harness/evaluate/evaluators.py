@@ -1,0 +1,164 @@
+"""The evaluators of a run: named functions from embeddings to flat metrics, and `evaluate`.
+
+Each evaluator applies one definition of DESIGN.md "Evaluation definitions" to an `Embeddings`
+and returns (metrics, details): metrics is a flat {name: float} dict that goes into the record,
+details holds what explains them (the chosen LR, the k-means inertia). Metric names:
+
+- knn:    knn{k}_acc for each k in cfg.knn_k (on L2-normalised features, see knn.py)
+- linear: linear_acc (details: lr, val_acc per lr)
+- kmeans: kmeans_acc, kmeans_nmi, kmeans_ari, k-means with K = num_classes on the raw
+          (not L2-normalised) features of cfg.cluster_split
+- heads:  head{i}_k{K}_acc/_nmi/_ari for every cluster head i with K columns, and head_acc,
+          head_nmi, head_ari for the first head with K = num_classes; nothing without heads
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import UserError
+from .clustering import cluster_scores
+from .kmeans import kmeans
+from .knn import knn_accuracy
+from .linear import linear_probe
+
+
+@dataclass
+class Embeddings:
+    """Frozen features of one run, as the evaluators receive them."""
+
+    train: Tensor  # float [N, D] features of the un-augmented train split
+    train_labels: Tensor  # int64 [N]
+    test: Tensor  # float [M, D]
+    test_labels: Tensor  # int64 [M]
+    num_classes: int
+    # Cluster-head logits on the clustering split, rows in the order of cluster_labels.
+    head_logits: list[Tensor] = field(default_factory=list)
+    # Labels of the clustering split: train+test for "all", test for "test".
+    cluster_labels: Tensor | None = None
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]  # flat, name -> value (accuracies, NMI, ARI as fractions)
+    details: dict[str, Any]  # per evaluator, plus "timings_s": {evaluator: seconds}
+
+
+Evaluator = Callable[[Embeddings, Any, int], tuple[dict[str, float], dict[str, Any]]]
+
+CLUSTER_SPLITS = ("all", "test")
+
+
+def cluster_split(emb: Embeddings, split: str) -> tuple[Tensor, Tensor]:
+    """Features and labels that clustering is scored on: "all" (train then test) or "test"."""
+    if split == "all":
+        feats = torch.cat([emb.train, emb.test.to(emb.train.device)])
+        labels = torch.cat([emb.train_labels, emb.test_labels.to(emb.train_labels.device)])
+        return feats, labels
+    if split == "test":
+        return emb.test, emb.test_labels
+    raise UserError(f"unknown cluster split {split!r}; valid: {', '.join(CLUSTER_SPLITS)}")
+
+
+def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    accs = knn_accuracy(
+        emb.train,
+        emb.train_labels,
+        emb.test,
+        emb.test_labels,
+        ks=[int(k) for k in cfg.knn_k],
+        temperature=float(cfg.knn_temperature),
+        num_classes=emb.num_classes,
+    )
+    return {f"knn{k}_acc": acc for k, acc in accs.items()}, {"bank_size": len(emb.train)}
+
+
+def eval_linear(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    lin = cfg.linear
+    out = linear_probe(
+        emb.train,
+        emb.train_labels,
+        emb.test,
+        emb.test_labels,
+        num_classes=emb.num_classes,
+        lrs=[float(lr) for lr in lin.lrs],
+        epochs=int(lin.epochs),
+        batch_size=int(lin.batch_size),
+        val_fraction=float(lin.val_fraction),
+        optimizer=str(lin.optimizer),
+        weight_decay=float(lin.weight_decay),
+        seed=seed,
+    )
+    return {"linear_acc": out["acc"]}, {"lr": out["lr"], "val_acc": out["val_acc"]}
+
+
+def eval_kmeans(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    feats, labels = cluster_split(emb, str(cfg.cluster_split))
+    pred, _, inertia = kmeans(
+        feats,
+        emb.num_classes,
+        restarts=int(cfg.kmeans_restarts),
+        iters=int(cfg.kmeans_iters),
+        seed=seed,
+    )
+    scores = cluster_scores(pred, labels)
+    metrics = {f"kmeans_{name}": value for name, value in scores.items()}
+    return metrics, {"inertia": inertia, "split": str(cfg.cluster_split), "k": emb.num_classes}
+
+
+def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    if not emb.head_logits:
+        return {}, {}
+    if emb.cluster_labels is None:
+        raise ValueError("Embeddings has head_logits but no cluster_labels to score them on")
+    metrics: dict[str, float] = {}
+    for i, logits in enumerate(emb.head_logits):
+        if len(logits) != len(emb.cluster_labels):
+            raise ValueError(
+                f"head {i} has {len(logits)} rows of logits but there are "
+                f"{len(emb.cluster_labels)} cluster labels"
+            )
+        k = logits.shape[1]
+        scores = cluster_scores(logits.argmax(dim=1), emb.cluster_labels)
+        for name, value in scores.items():
+            metrics[f"head{i}_k{k}_{name}"] = value
+            if k == emb.num_classes:
+                metrics.setdefault(f"head_{name}", value)
+    return metrics, {}
+
+
+EVALUATORS: dict[str, Evaluator] = {
+    "knn": eval_knn,
+    "linear": eval_linear,
+    "kmeans": eval_kmeans,
+    "heads": eval_heads,
+}
+
+
+def evaluate(emb: Embeddings, cfg: Any, *, seed: int) -> EvalResult:
+    """Run the evaluators named in cfg.metrics (an EvalConfig), in that order, timing each."""
+    names = [str(name) for name in cfg.metrics]
+    unknown = [name for name in names if name not in EVALUATORS]
+    if unknown:
+        raise UserError(
+            f"unknown evaluator(s) {', '.join(map(repr, unknown))} in eval.metrics; "
+            f"valid: {', '.join(EVALUATORS)}"
+        )
+    metrics: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    for name in names:
+        start = time.perf_counter()
+        m, d = EVALUATORS[name](emb, cfg, seed)
+        timings[name] = time.perf_counter() - start
+        metrics.update(m)
+        if d:
+            details[name] = d
+    details["timings_s"] = timings
+    return EvalResult(metrics=metrics, details=details)

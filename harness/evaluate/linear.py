@@ -1,0 +1,203 @@
+"""Linear probe: a softmax-regression layer on frozen, standardised features.
+
+Definition (the linear evaluation protocol of Zhang et al. 2016 / Kolesnikov et al. 2019 as
+used by SimCLR, Chen et al. 2020; DESIGN.md "Evaluation definitions"): a linear layer trained
+with cross-entropy, by Adam or SGD for a fixed number of epochs, once per learning rate on a
+held-out part of train; the learning rate with the best held-out accuracy is retrained on all
+of train and scored on test.
+
+Choices made here:
+- Standardisation uses the mean and (population) standard deviation of the features the probe
+  is fitted on; dimensions that are constant there are only centred.
+- The held-out split is stratified: round(val_fraction * n_c) samples of each class c, at least
+  one of each class staying in the fitting part.
+- Weights and biases start at zero (the problem is convex, and this needs no random numbers);
+  weight decay (L2 on the gradient) applies to the weights only; SGD uses momentum 0.9.
+- The learning rate decays by a cosine from its value to zero over all the steps; mini-batches
+  come from a seeded reshuffle each epoch, the last smaller batch included.
+- The sweep trains one probe per learning rate at once, as one matmul over all their columns:
+  the probes see the same batches but are otherwise independent.
+- Ties in held-out accuracy go to the smaller learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def linear_probe(
+    train_feats: Tensor,
+    train_labels: Tensor,
+    test_feats: Tensor,
+    test_labels: Tensor,
+    *,
+    num_classes: int,
+    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    epochs: int = 100,
+    batch_size: int = 1024,
+    val_fraction: float = 0.1,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int,
+) -> dict[str, Any]:
+    """Sweep `lrs` on a held-out split of train, retrain the best on all train, score test.
+
+    Returns {"acc": test accuracy in [0, 1], "lr": the chosen learning rate,
+    "val_acc": {lr: held-out accuracy}}. Runs on the device of `train_feats`.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if not lrs:
+        raise ValueError("linear probe needs at least one learning rate")
+    device = train_feats.device
+    x = train_feats.float()
+    y = train_labels.to(device=device, dtype=torch.long)
+    x_test = test_feats.to(device).float()
+    y_test = test_labels.to(device=device, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    train = dict(
+        num_classes=num_classes,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        gen=gen,
+    )
+
+    candidates = sorted({float(lr) for lr in lrs})
+    fit, val = stratified_split(y.cpu(), val_fraction, gen)
+    if len(val) == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep lrs"
+        )
+    fit, val = fit.to(device), val.to(device)
+    val_acc = _fit_and_score(x[fit], y[fit], x[val], y[val], candidates, **train)
+    best = max(range(len(candidates)), key=lambda i: (val_acc[i], -i))
+    lr = candidates[best]
+    (acc,) = _fit_and_score(x, y, x_test, y_test, [lr], **train)
+    return {"acc": acc, "lr": lr, "val_acc": dict(zip(candidates, val_acc, strict=True))}
+
+
+def stratified_split(
+    labels: Tensor, val_fraction: float, gen: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """Indices (fit, held out) with round(val_fraction * n_c) of each class c held out."""
+    fit, val = [], []
+    for c in torch.unique(labels):
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_val = min(math.floor(val_fraction * len(idx) + 0.5), len(idx) - 1)
+        val.append(idx[:n_val])
+        fit.append(idx[n_val:])
+    return torch.cat(fit).sort().values, torch.cat(val).sort().values
+
+
+def _standardise(fit: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """Standardise both with the statistics of `fit`, and append a constant 1 for the bias."""
+    mean = fit.mean(dim=0)
+    std = fit.std(dim=0, unbiased=False)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return (
+        F.pad((fit - mean) / std, (0, 1), value=1.0),
+        F.pad((other - mean) / std, (0, 1), value=1.0),
+    )
+
+
+def _fit_and_score(
+    x: Tensor,
+    y: Tensor,
+    x_eval: Tensor,
+    y_eval: Tensor,
+    lrs: list[float],
+    *,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    weight_decay: float,
+    gen: torch.Generator,
+) -> list[float]:
+    """Train one zero-initialised probe per lr on (x, y); their accuracies on (x_eval, y_eval)."""
+    x, x_eval = _standardise(x, x_eval)
+    weights = _train(
+        x,
+        y,
+        lrs,
+        num_classes=num_classes,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        gen=gen,
+    )
+    flat = weights.flatten(1)
+    correct = torch.zeros(len(lrs), dtype=torch.long, device=x.device)
+    for start in range(0, len(x_eval), 65536):
+        logits = (x_eval[start : start + 65536] @ flat).unflatten(1, weights.shape[1:])
+        correct += (logits.argmax(dim=2) == y_eval[start : start + 65536, None]).sum(dim=0)
+    return [int(c) / len(x_eval) for c in correct.cpu()]
+
+
+def _train(
+    x: Tensor,
+    y: Tensor,
+    lrs: list[float],
+    *,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    optimizer: str,
+    weight_decay: float,
+    gen: torch.Generator,
+) -> Tensor:
+    """Weights [D + 1, probes, classes] (last row: biases) of one probe per learning rate.
+
+    The gradient of the mean cross-entropy and the Adam (Kingma & Ba 2015) / momentum-SGD
+    updates are written out rather than left to autograd and torch.optim: all probes then
+    update in a few kernels per step instead of a few per probe, which is what keeps small
+    probes fast (on the GPU they are launch-bound). Weight decay is L2 added to the gradient,
+    as torch.optim's `weight_decay`, and skips the bias row.
+    """
+    n, dim = x.shape
+    num_probes = len(lrs)
+    w = x.new_zeros(dim, num_probes, num_classes)
+    lr = torch.tensor(lrs, dtype=x.dtype, device=x.device)[:, None]  # broadcasts over [D, P, C]
+    decay = torch.full((dim, 1, 1), weight_decay, dtype=x.dtype, device=x.device)
+    decay[-1] = 0.0
+    momentum, beta1, beta2, eps = 0.9, 0.9, 0.999, 1e-8
+    first = torch.zeros_like(w)  # Adam's first moment, or SGD's momentum buffer
+    second = torch.zeros_like(w)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = max(1, epochs * steps_per_epoch)
+
+    t = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen).to(x.device)
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+            # d(mean CE)/d(logits) = (softmax - onehot) / batch, for every probe separately
+            grad = (xb @ w.flatten(1)).unflatten(1, (num_probes, num_classes)).softmax(dim=2)
+            grad[torch.arange(len(idx), device=x.device), :, yb] -= 1.0
+            g = (xb.T @ grad.flatten(1)).view_as(w) / len(idx)
+            if weight_decay:
+                g += decay * w
+            scale = 0.5 * (1.0 + math.cos(math.pi * t / total_steps))  # cosine decay
+            t += 1
+            if optimizer == "adam":
+                first.lerp_(g, 1.0 - beta1)
+                second.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+                denom = (second / (1.0 - beta2**t)).sqrt_().add_(eps)
+                w -= (lr * (scale / (1.0 - beta1**t))) * first / denom
+            else:
+                first.mul_(momentum).add_(g)
+                w -= (lr * scale) * first
+    return w

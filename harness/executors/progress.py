@@ -1,0 +1,109 @@
+"""Progress of a suite: live bars on a terminal, plain log lines anywhere else.
+
+Executors call the same five methods whichever view is active; `make_progress` picks the view
+from whether the console is a terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichBars
+
+if TYPE_CHECKING:
+    from crlbench.executors.base import RunSummary
+    from crlbench.suite import RunSpec
+
+
+def _terms(terms: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in terms.items() if k not in ("seconds", "lr"))
+
+
+def _headline(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        err = record["error"]
+        return f"FAILED {err['type']}: {err['message']}"
+    m = record["metrics"]
+    shown = [f"{k}={100 * m[k]:.1f}" for k in ("knn5_acc", "knn200_acc", "linear_acc",
+                                               "kmeans_acc", "head_acc") if k in m]
+    return "ok " + " ".join(shown)
+
+
+class Progress:
+    """Plain log lines: what a log file or CI shows."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.total = 0
+        self.finished = 0
+        self._started = 0.0
+
+    def suite_started(self, total: int, skipped: int) -> None:
+        self.total, self.finished = total, skipped
+        self._started = time.perf_counter()
+        self.console.print(f"suite: {total} runs, {skipped} already done, "
+                           f"{total - skipped} to run", markup=False, highlight=False)
+
+    def run_started(self, spec: RunSpec) -> None:
+        self.console.print(f"[{self.finished + 1}/{self.total}] {spec.label} ({spec.run_id})",
+                           markup=False, highlight=False)
+
+    def epoch(self, spec: RunSpec, epoch: int, epochs: int, terms: dict[str, float]) -> None:
+        self.console.print(f"  epoch {epoch}/{epochs} {_terms(terms)} "
+                           f"({terms.get('seconds', 0):.1f}s)", markup=False, highlight=False)
+
+    def run_finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        self.finished += 1
+        self.console.print(f"  {_headline(record)}", markup=False, highlight=False)
+
+    def suite_finished(self, summary: RunSummary) -> None:
+        elapsed = time.perf_counter() - self._started
+        self.console.print(
+            f"done in {elapsed:.1f}s: {len(summary.ok)} ok, {len(summary.failed)} failed, "
+            f"{len(summary.skipped)} skipped", markup=False, highlight=False)
+        for spec, error in summary.failed:
+            self.console.print(f"  failed: {spec.label}: {error['type']}: {error['message']}",
+                               markup=False, highlight=False)
+
+
+class LiveProgress(Progress):
+    """Rich bars: one for the suite, one for the epochs of the current run."""
+
+    def __init__(self, console: Console):
+        super().__init__(console)
+        self.bars = RichBars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                             console=console, transient=False)
+        self._suite_task = None
+        self._run_task = None
+
+    def suite_started(self, total: int, skipped: int) -> None:
+        super().suite_started(total, skipped)
+        self.bars.start()
+        self._suite_task = self.bars.add_task("suite", total=total, completed=skipped, info="")
+
+    def run_started(self, spec: RunSpec) -> None:
+        epochs = spec.config["train"]["epochs"]
+        if self._run_task is not None:
+            self.bars.remove_task(self._run_task)
+        self._run_task = self.bars.add_task(f"  {spec.label}", total=epochs, info="")
+
+    def epoch(self, spec: RunSpec, epoch: int, epochs: int, terms: dict[str, float]) -> None:
+        self.bars.update(self._run_task, completed=epoch, info=_terms(terms))
+
+    def run_finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        self.finished += 1
+        self.bars.update(self._suite_task, completed=self.finished)
+        self.bars.console.print(f"{spec.label}: {_headline(record)}", markup=False,
+                                highlight=False)
+
+    def suite_finished(self, summary: RunSummary) -> None:
+        self.bars.stop()
+        super().suite_finished(summary)
+
+
+def make_progress(console: Console) -> Progress:
+    return LiveProgress(console) if console.is_terminal else Progress(console)

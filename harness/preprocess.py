@@ -1,0 +1,38 @@
+"""Turning uint8 images into the normalised float input every backbone sees.
+
+Per-channel mean and standard deviation are measured on the training split of each dataset
+(so no dataset needs a hard-coded table) and applied both to augmented views and to the
+un-augmented images that are embedded for evaluation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Mean and std per channel of uint8 images [N, C, H, W], on the [0, 1] scale."""
+    channels = images.shape[1]
+    total = torch.zeros(channels, dtype=torch.float64)
+    total_sq = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3)).cpu()
+        total_sq += (x * x).sum(dim=(0, 2, 3)).cpu()
+    count = images.numel() // channels
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+class Normalizer:
+    """Maps uint8 images, or floats already in [0, 1], to standardised float32."""
+
+    def __init__(self, mean: list[float], std: list[float], device: torch.device):
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+        return (x - self.mean) / self.std

@@ -1,0 +1,114 @@
+"""The method protocol: what a method plugin implements and what the harness hands it.
+
+The suite fixes backbone, augmentation, epochs, batch size, optimiser and schedule; a method
+only says how to turn augmented views into a loss. See DESIGN.md, "The method protocol".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a method may know about the run it is built for."""
+
+    feature_dim: int  # width of the backbone's output features
+    num_classes: int  # classes in the dataset's labels (never shown to the method per sample)
+    num_clusters: int  # K a clustering head should have (a variant may set it != num_classes)
+    dataset_size: int  # samples in the training set (the range of Batch.indices)
+    device: torch.device
+    total_steps: int  # optimiser steps of the whole run
+    steps_per_epoch: int
+    epochs: int
+    seed: int
+    image_size: int
+    channels: int
+
+
+@dataclass
+class Batch:
+    """One training batch: the sample indices into the training set (for memory banks)."""
+
+    indices: Tensor  # int64 [B], on the run's device
+
+
+class EpochLoader(Iterable[tuple[Tensor, Tensor]]):
+    """Un-augmented, normalised training images in fixed order, for `before_epoch` hooks.
+
+    Iterating yields `(images, indices)` batches on the run's device.
+    """
+
+    def __init__(self, images: Tensor, prepare, batch_size: int, device: torch.device):
+        self._images = images
+        self._prepare = prepare
+        self._batch_size = batch_size
+        self._device = device
+
+    def __len__(self) -> int:
+        return -(-len(self._images) // self._batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self._images), self._batch_size):
+            idx = torch.arange(start, min(start + self._batch_size, len(self._images)))
+            x = self._images[idx.to(self._images.device)].to(self._device, non_blocking=True)
+            yield self._prepare(x), idx.to(self._device)
+
+
+class Method(nn.Module):
+    """Base class of every method. Subclass it, set `name`, define `Config` and `loss`.
+
+    A method owns the backbone it is given plus any heads it builds. `features` (the
+    backbone output by default) is what every evaluator sees.
+    """
+
+    name: ClassVar[str] = ""
+    #: augmented views per sample passed to `loss`
+    num_views: ClassVar[int] = 2
+    #: False for methods with nothing to learn (the harness then skips training)
+    trainable: ClassVar[bool] = True
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, backbone: nn.Module, ctx: RunContext, cfg: Any):
+        super().__init__()
+        self.backbone = backbone
+        self.ctx = ctx
+        self.cfg = cfg
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring: what `crlbench methods` shows."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return dataclasses.asdict(cls.Config())
+
+    def features(self, images: Tensor) -> Tensor:
+        """Features the evaluators score: the backbone output, before any projection head."""
+        return self.backbone(images)
+
+    def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
+        """Return a dict with a scalar "loss" to minimise; other scalar entries are logged."""
+        raise NotImplementedError(f"method {self.name!r} does not define loss()")
+
+    # Optional hooks. The defaults do nothing.
+    def before_epoch(self, epoch: int, loader: EpochLoader) -> None:
+        """Called before each epoch with the un-augmented training set (e.g. k-means labels)."""
+
+    def after_step(self, step: int) -> None:
+        """Called after each optimiser step (e.g. EMA updates of a target network)."""
+
+    def param_groups(self) -> list[dict[str, Any]] | None:
+        """Optimiser parameter groups, or None for all parameters with the suite's settings."""
+        return None

@@ -1,0 +1,138 @@
+"""Plugin discovery through entry point groups.
+
+Built-in methods register through the `crlbench.methods` group exactly as a third-party package
+does (see pyproject.toml). Every entry is loaded in isolation: a plugin that fails to import, or
+two packages that claim one name, are reported by name and never break the other plugins.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, distributions
+from typing import Any
+
+from crlbench.errors import UserError
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One registered name: where it comes from, and what loading it gave."""
+
+    name: str
+    target: str  # "module:attribute"
+    package: str  # the distribution that declares the entry point
+    version: str
+    obj: Any = None  # the loaded object, when loading worked
+    error: str | None = None  # why it is unusable, one line
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _group_entry_points(group: str) -> list[EntryPoint]:
+    """Every entry point of the group from every distribution on the path.
+
+    `importlib.metadata.entry_points(group=...)` keeps only the first entry point of each name,
+    which would hide a second package claiming the same name; we read distributions directly.
+    """
+    return [ep for dist in distributions() for ep in dist.entry_points if ep.group == group]
+
+
+def _distribution(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "unknown", "unknown"
+    return dist.metadata["Name"] or dist.name, dist.version
+
+
+def _load(ep: EntryPoint, check: Callable[[Any], str | None] | None) -> tuple[Any, str | None]:
+    try:
+        obj = ep.load()
+    except Exception as e:  # a plugin's import may raise anything; report it, don't crash
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        return None, f"import failed: {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
+    return obj, (check(obj) if check else None)
+
+
+class Registry:
+    """The plugins of one entry point group, discovered once and cached."""
+
+    def __init__(self, group: str, kind: str, check: Callable[[Any], str | None] | None = None):
+        self.group = group
+        self.kind = kind  # "method", "dataset", ... used in messages
+        self._check = check
+        self._entries: dict[str, list[PluginEntry]] | None = None
+
+    def refresh(self) -> None:
+        """Forget what was discovered (after installing a plugin in the same process)."""
+        self._entries = None
+
+    def _discover(self) -> dict[str, list[PluginEntry]]:
+        if self._entries is None:
+            found: dict[str, list[PluginEntry]] = defaultdict(list)
+            seen: set[tuple[str, str, str]] = set()
+            for ep in _group_entry_points(self.group):
+                package, version = _distribution(ep)
+                # One distribution can be visible twice (e.g. editable + site-packages copy).
+                if (ep.name, ep.value, package) in seen:
+                    continue
+                seen.add((ep.name, ep.value, package))
+                obj, error = _load(ep, self._check)
+                found[ep.name].append(PluginEntry(ep.name, ep.value, package, version, obj, error))
+            self._entries = dict(found)
+        return self._entries
+
+    def entries(self) -> list[PluginEntry]:
+        """Every entry, duplicates and broken ones included, with duplicates marked as errors."""
+        rows = []
+        for name in sorted(self._discover()):
+            claims = self._discover()[name]
+            if len(claims) > 1:
+                msg = self._duplicate_message(name, claims)
+                rows.extend(PluginEntry(c.name, c.target, c.package, c.version, None, msg)
+                            for c in claims)
+            else:
+                rows.extend(claims)
+        return rows
+
+    def names(self) -> list[str]:
+        """Names that can be used (loaded fine, claimed once)."""
+        return sorted(e.name for e in self.entries() if e.ok)
+
+    def get(self, name: str) -> Any:
+        claims = self._discover().get(name)
+        if not claims:
+            raise UserError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+            )
+        if len(claims) > 1:
+            raise UserError(self._duplicate_message(name, claims))
+        entry = claims[0]
+        if entry.error:
+            raise UserError(
+                f"{self.kind} {name!r} from package {entry.package} is unusable: {entry.error}"
+            )
+        return entry.obj
+
+    def entry(self, name: str) -> PluginEntry:
+        self.get(name)  # raises for unknown / duplicate / broken
+        return self._discover()[name][0]
+
+    def _duplicate_message(self, name: str, claims: list[PluginEntry]) -> str:
+        who = " and ".join(f"{c.package} ({c.target})" for c in claims)
+        return f"{self.kind} name {name!r} is registered twice, by {who}; uninstall one of them"
+
+
+def _check_method(obj: Any) -> str | None:
+    from crlbench.protocol import Method
+
+    if not (isinstance(obj, type) and issubclass(obj, Method)):
+        return f"{obj!r} is not a subclass of crlbench.Method"
+    return None
+
+
+methods = Registry("crlbench.methods", "method", _check_method)

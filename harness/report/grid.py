@@ -1,0 +1,135 @@
+"""Lay a tidy summary out as a grid: rows are methods, columns are (dataset, metric) pairs.
+
+Every display renderer (markdown, LaTeX, terminal) reads this grid, so they agree on order,
+on which cells are best and second, and on the footnote.
+
+Marks are decided on the displayed values (rounded as shown), so methods that tie as printed
+are all marked. In a column with at least two distinct values the best are marked "best";
+"second" is marked only when some value ranks below it (with two methods it would just mark
+the worse one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from crlbench.errors import UserError
+from crlbench.report.metrics import format_number, metric_style
+
+Column = tuple[str, str]  # (dataset, metric)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method's result on one (dataset, metric)."""
+
+    metric: str
+    mean: float
+    std: float
+    n: int
+    mark: str  # "best", "second" or ""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The summary as rows x columns, with the facts a footnote needs."""
+
+    methods: list[str]
+    columns: list[Column]
+    cells: dict[tuple[str, Column], Cell]
+    uniform_n: int | None  # the n of every cell when all are equal, else None
+    failed: int
+
+    def cell(self, method: str, column: Column) -> Cell | None:
+        return self.cells.get((method, column))
+
+    @property
+    def has_percent(self) -> bool:
+        return any(metric_style(metric).percent for _, metric in self.columns)
+
+    @property
+    def has_lower_is_better(self) -> bool:
+        return any(metric_style(metric).lower_is_better for _, metric in self.columns)
+
+
+def _levels(column: pd.Series) -> list[str]:
+    # ordered categoricals (from `summarize`) carry the intended order; plain columns
+    # (e.g. a summary read back from CSV) fall back to order of appearance
+    present = list(pd.unique(column))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [level for level in column.cat.categories if level in present]
+    return present
+
+
+def _marks(metric: str, means: dict[str, float]) -> dict[str, str]:
+    shown = {method: float(format_number(metric, mean)) for method, mean in means.items()}
+    distinct = sorted(set(shown.values()), reverse=not metric_style(metric).lower_is_better)
+    marks = dict.fromkeys(shown, "")
+    if len(distinct) < 2:
+        return marks
+    for method, value in shown.items():
+        if value == distinct[0]:
+            marks[method] = "best"
+        elif value == distinct[1] and len(distinct) > 2:
+            marks[method] = "second"
+    return marks
+
+
+def build_grid(summary: pd.DataFrame) -> Grid:
+    """The grid of `summary` (a frame from `summarize`, or one with the same columns)."""
+    if summary.empty:
+        raise UserError("nothing to render: the summary has no rows")
+    datasets = _levels(summary["dataset"])
+    metrics = _levels(summary["metric"])
+    pairs = set(zip(summary["dataset"], summary["metric"], strict=True))
+    columns = [(d, m) for d in datasets for m in metrics if (d, m) in pairs]
+
+    rows = summary.astype({"method": str, "dataset": str, "metric": str})
+    by_column: dict[Column, dict[str, float]] = {}
+    for row in rows.itertuples(index=False):
+        by_column.setdefault((row.dataset, row.metric), {})[row.method] = row.mean
+    marks = {column: _marks(column[1], means) for column, means in by_column.items()}
+
+    cells = {
+        (row.method, (row.dataset, row.metric)): Cell(
+            metric=row.metric,
+            mean=float(row.mean),
+            std=float(row.std),
+            n=int(row.n),
+            mark=marks[(row.dataset, row.metric)][row.method],
+        )
+        for row in rows.itertuples(index=False)
+    }
+    counts = set(rows["n"].astype(int))
+    return Grid(
+        methods=_levels(summary["method"]),
+        columns=columns,
+        cells=cells,
+        uniform_n=counts.pop() if len(counts) == 1 else None,
+        failed=int(summary.attrs.get("failed", 0)),
+    )
+
+
+def metric_header(metric: str, *, down: str = "↓") -> str:
+    """The metric's label, with `down` appended when lower is better."""
+    style = metric_style(metric)
+    return f"{style.label} {down}" if style.lower_is_better else style.label
+
+
+def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓") -> str:
+    """One sentence about what the cells mean: statistic, n, units, direction, failures."""
+    if grid.uniform_n == 1:
+        parts = ["One run per cell"]
+    elif grid.uniform_n is not None:
+        parts = [f"Mean {pm} sample std over n = {grid.uniform_n} runs per cell"]
+    else:
+        parts = [f"Mean {pm} sample std over (n) runs"]
+    if grid.has_percent:
+        parts.append(f"accuracy, NMI, ARI and precision@k in {percent}")
+    if grid.has_lower_is_better:
+        parts.append(f"{down} lower is better")
+    if grid.failed:
+        parts.append(f"{grid.failed} failed run{'s' if grid.failed != 1 else ''} not shown")
+    return "; ".join(parts) + "."

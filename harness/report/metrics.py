@@ -1,0 +1,92 @@
+"""How each metric is displayed: its label, percent scaling, direction and default order.
+
+This is the one place that knows about metric names. Accuracies, NMI, ARI (names ending in
+`_acc`, `_nmi`, `_ari`) and precision@k (`retrieval_p<k>`) are fractions in the records and are
+shown x100 with one decimal; every other metric is shown raw with three decimals. Only the
+names in `LOWER_IS_BETTER` rank downwards; an unknown metric is higher-is-better and labelled
+by its own name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+DEFAULT_ORDER = (
+    "knn5_acc",
+    "knn200_acc",
+    "linear_acc",
+    "kmeans_acc",
+    "kmeans_nmi",
+    "kmeans_ari",
+    "head_acc",
+    "head_nmi",
+    "head_ari",
+)
+LOWER_IS_BETTER = frozenset({"align", "uniform"})
+
+_LABELS = {
+    "knn5_acc": "kNN-5",
+    "knn200_acc": "kNN-200",
+    "linear_acc": "Linear",
+    "kmeans_acc": "KM ACC",
+    "kmeans_nmi": "KM NMI",
+    "kmeans_ari": "KM ARI",
+    "head_acc": "Head ACC",
+    "head_nmi": "Head NMI",
+    "head_ari": "Head ARI",
+    "align": "Align",
+    "uniform": "Uniform",
+}
+_PERCENT = re.compile(r"(_acc|_nmi|_ari)$|^retrieval_p\d+$")
+_RETRIEVAL = re.compile(r"^retrieval_p(\d+)$")
+
+
+@dataclass(frozen=True)
+class MetricStyle:
+    """Display rules for one metric."""
+
+    label: str
+    percent: bool
+    lower_is_better: bool
+
+
+def metric_style(name: str) -> MetricStyle:
+    """The display rules for metric `name` (unknown names: raw, higher-is-better)."""
+    label = _LABELS.get(name)
+    if label is None and (match := _RETRIEVAL.match(name)):
+        label = f"P@{match[1]}"
+    return MetricStyle(
+        label=label or name,
+        percent=bool(_PERCENT.search(name)),
+        lower_is_better=name in LOWER_IS_BETTER,
+    )
+
+
+def _natural_key(name: str) -> list[str | int]:
+    # splitting on a capturing group alternates text and digits, so keys compare position-wise
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def default_metric_order(names: Iterable[str]) -> list[str]:
+    """`DEFAULT_ORDER` first, then the rest in natural order (retrieval_p2 before _p10)."""
+    present = set(names)
+    known = [name for name in DEFAULT_ORDER if name in present]
+    return known + sorted(present.difference(DEFAULT_ORDER), key=_natural_key)
+
+
+def format_number(name: str, value: float) -> str:
+    """`value` as displayed for metric `name`: x100 with 1 decimal, or raw with 3."""
+    if metric_style(name).percent:
+        return f"{value * 100:.1f}"
+    return f"{value:.3f}"
+
+
+def format_mean_std(name: str, mean: float, std: float, pm: str = " ± ") -> str:
+    """`mean ± std` as displayed; without the `± std` when std is NaN (a single run)."""
+    text = format_number(name, mean)
+    if not math.isnan(std):
+        text += pm + format_number(name, std)
+    return text

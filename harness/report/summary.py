@@ -1,0 +1,174 @@
+"""Summarise run records into a tidy frame: one row per (method, dataset, metric).
+
+Only records with status "ok" are tabulated; how many failed records matched the filters is
+kept in `summary.attrs["failed"]` for a footnote. A row's method is its row label: the method
+name, plus its variant as `name (k=v, ...)` with the items sorted by key.
+
+`n` counts runs, not distinct seeds: two records of the same method, dataset, seed and variant
+with different run_ids (different configs) are both kept, so such a cell has `n` larger than
+its number of seeds. `std` is the sample standard deviation (ddof=1), NaN when n == 1.
+
+Order (carried by ordered categoricals in the method, dataset and metric columns, so renderers
+keep it): what a filter lists comes in the filter's order. Without a filter, methods are
+alphabetical with `raw` last (it is the floor the others are read against), datasets are
+alphabetical and metrics follow `metrics.default_metric_order`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from crlbench.errors import UserError
+from crlbench.report.metrics import default_metric_order
+
+COLUMNS = ("method", "dataset", "metric", "mean", "std", "n")
+FLOOR_METHOD = "raw"
+
+Record = Mapping[str, Any]
+
+
+def row_label(record: Record) -> str:
+    """The method name, plus the variant as ` (k=v, ...)` when the record has one."""
+    variant = record.get("variant") or {}
+    if not variant:
+        return record["method"]
+    items = ", ".join(f"{key}={value}" for key, value in sorted(variant.items()))
+    return f"{record['method']} ({items})"
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
+    # a bare string would otherwise be read as a sequence of one-letter names
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(dict.fromkeys(value))
+
+
+def _choices(values: Iterable[str]) -> str:
+    return ", ".join(sorted(set(values)))
+
+
+def _pick_suite(records: list[Record], suite: str | None) -> list[Record]:
+    suites = {record.get("suite") for record in records}
+    if suite is None:
+        if len(suites) > 1:
+            raise UserError(
+                f"records come from several suites; choose one of: {_choices(map(str, suites))}"
+            )
+        return records
+    if suite not in suites:
+        raise UserError(f"no record has suite {suite!r}; valid: {_choices(map(str, suites))}")
+    return [record for record in records if record.get("suite") == suite]
+
+
+def _check_known(kind: str, wanted: list[str], known: set[str]) -> None:
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise UserError(
+            f"no record has {kind} {', '.join(map(repr, unknown))}; valid: {_choices(known)}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _method_order(long: pd.DataFrame, methods: list[str] | None) -> list[str]:
+    pairs = long[["label", "base"]].drop_duplicates()
+    if methods is None:
+        # False sorts before True, so the floor method goes last
+        key = [(base == FLOOR_METHOD, base, label) for label, base in pairs.itertuples(False)]
+    else:
+        key = [
+            (min(i for i, m in enumerate(methods) if m in (label, base)), base, label)
+            for label, base in pairs.itertuples(False)
+        ]
+    return [label for *_, label in sorted(key)]
+
+
+def summarize(
+    records: Iterable[Record],
+    *,
+    suite: str | None = None,
+    datasets: str | Sequence[str] | None = None,
+    metrics: str | Sequence[str] | None = None,
+    methods: str | Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Tidy summary of `records`: columns method, dataset, metric, mean, std, n.
+
+    Filters narrow the records: `suite` is required when the records span several suites;
+    `methods` entries match a method name (all its variants) or a full row label. A filter
+    value that no record has raises `UserError` naming the valid values.
+    """
+    records = list(records)
+    if not records:
+        raise UserError("no run records to tabulate; run a suite first")
+    records = _pick_suite(records, suite)
+
+    datasets, metrics, methods = _as_list(datasets), _as_list(metrics), _as_list(methods)
+    if datasets is not None:
+        _check_known("dataset", datasets, {r["dataset"] for r in records})
+        records = [r for r in records if r["dataset"] in datasets]
+    if methods is not None:
+        names = {r["method"] for r in records} | {row_label(r) for r in records}
+        _check_known("method", methods, names)
+        records = [r for r in records if r["method"] in methods or row_label(r) in methods]
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    failed = len(records) - len(ok)
+    if not ok:
+        raise UserError(f"no successful runs to tabulate ({failed} failed)")
+
+    long = pd.DataFrame(
+        [
+            (row_label(r), r["method"], r["dataset"], name, float(value))
+            for r in ok
+            for name, value in (r.get("metrics") or {}).items()
+            if _is_number(value)
+        ],
+        columns=["label", "base", "dataset", "metric", "value"],
+    )
+    if long.empty:
+        raise UserError(f"the {len(ok)} successful runs have no metrics to tabulate")
+    if metrics is not None:
+        _check_known("metric", metrics, set(long["metric"]))
+        long = long[long["metric"].isin(metrics)]
+
+    order = {
+        "method": _method_order(long, methods),
+        "dataset": datasets or sorted(set(long["dataset"])),
+        "metric": metrics or default_metric_order(long["metric"]),
+    }
+    summary = (
+        long.rename(columns={"label": "method"})
+        .groupby(["method", "dataset", "metric"], sort=False)["value"]
+        .agg(mean="mean", std="std", n="count")
+        .reset_index()
+    )
+    for column, levels in order.items():
+        summary[column] = pd.Categorical(summary[column], categories=levels, ordered=True)
+    summary = summary.sort_values(["method", "dataset", "metric"], ignore_index=True)
+    summary["n"] = summary["n"].astype(int)
+    summary.attrs["failed"] = failed
+    return summary[list(COLUMNS)]
+
+
+def mixed_configs(records: Iterable[Record]) -> list[str]:
+    """Warnings for table cells that would average runs of different configurations.
+
+    Runs of one suite that differ only in their seed share a `config_id`; a (method, dataset)
+    cell whose ok records carry several config_ids mixes, e.g., a 10-epoch and a 100-epoch run.
+    """
+    seen: dict[tuple[str, str], set[str]] = {}
+    for record in records:
+        if record.get("status") == "ok":
+            key = (row_label(record), str(record.get("dataset")))
+            seen.setdefault(key, set()).add(str(record.get("config_id")))
+    return [
+        f"{method} on {dataset} mixes {len(ids)} configurations ({', '.join(sorted(ids))}); "
+        "move old records away or use a separate results.dir per configuration"
+        for (method, dataset), ids in sorted(seen.items()) if len(ids) > 1
+    ]

@@ -1,0 +1,251 @@
+"""One run, start to end: data -> augment -> backbone + method -> trainer -> embed -> evaluate.
+
+`execute(spec, store)` never raises for a failed run (except KeyboardInterrupt): it returns the
+record, with status "failed" and the error when something broke, after writing it to the store.
+Executors call it; it knows nothing about how runs are scheduled.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+
+import crlbench
+from crlbench import registry
+from crlbench.augment import Augmenter
+from crlbench.backbones import build_backbone
+from crlbench.data import ImageData, load_dataset
+from crlbench.errors import NonFiniteLoss
+from crlbench.evaluate import Embeddings, cluster_split, evaluate
+from crlbench.preprocess import Normalizer, channel_stats
+from crlbench.protocol import Method, RunContext
+from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
+from crlbench.suite import RunSpec
+from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
+
+# keep a dataset on the GPU when it takes at most this share of the free memory
+GPU_DATA_FRACTION = 0.25
+
+EpochCallback = Callable[[int, int, dict[str, float]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _place(images: Tensor, device: torch.device, policy: str) -> Tensor:
+    """Move uint8 images to the GPU when they fit (or when told to); else keep them pinned."""
+    if device.type != "cuda" or policy == "never":
+        return images
+    if policy == "always":
+        return images.to(device)
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.numel() <= GPU_DATA_FRACTION * free:
+        return images.to(device)
+    return images.pin_memory()
+
+
+@torch.no_grad()
+def embed(method: Method, images: Tensor, prepare, batch_size: int, device: torch.device,
+          amp: bool) -> Tensor:
+    """Features of un-augmented images, in eval mode, as float32 on the device."""
+    method.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = prepare(images[start:start + batch_size].to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(method.features(x).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def head_logits(method: Method, feats: Tensor, batch_size: int) -> list[Tensor]:
+    """Cluster-head logits of a method that has heads, as a list (one entry per head)."""
+    if not hasattr(method, "cluster_logits"):
+        return []
+    chunks: list[list[Tensor]] = []
+    for start in range(0, len(feats), batch_size):
+        out = method.cluster_logits(feats[start:start + batch_size])
+        chunks.append([o.float() for o in (out if isinstance(out, list | tuple) else [out])])
+    return [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+
+
+class PhaseTimer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _git_commit() -> str | None:
+    """The commit of the crlbench source tree, when it is a git checkout ("+dirty" if edited)."""
+    src = Path(crlbench.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a git checkout, or no git: the record says so with null
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import torchvision
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "crlbench": crlbench.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _error(e: BaseException) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": type(e).__name__, "message": str(e),
+                            "traceback": traceback.format_exc(limit=20)}
+    if isinstance(e, NonFiniteLoss):
+        info.update(step=e.step, loss_terms=e.terms)
+    return info
+
+
+def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """Run one spec and write its record; return the record."""
+    path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+    timer = PhaseTimer()
+    record: dict[str, Any] = {
+        "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
+        "suite": spec.suite,
+        "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
+        "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    entry = registry.methods.entry(spec.method)
+    record["method_package"] = {"name": entry.package, "version": entry.version,
+                                "target": entry.target}
+    try:
+        device = resolve_device(spec.config["device"])
+        record["environment"] = environment(device)
+        record["deterministic"] = device.type == "cpu"
+        _run(spec, path, device, timer, record, on_epoch)
+        record["status"] = "ok"
+        record["error"] = None
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # any failure of one run is recorded; the suite goes on
+        record["status"] = "failed"
+        record["error"] = _error(e)
+    record["wall_seconds"] = timer.seconds
+    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_record(path, record)
+    return record
+
+
+def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
+         record: dict[str, Any], on_epoch: EpochCallback | None) -> None:
+    cfg = OmegaConf.create(spec.config)
+    seed_everything(spec.seed)
+    with timer.phase("data"):
+        data: ImageData = load_dataset(
+            spec.dataset, root=cfg.data.root, download=cfg.data.download,
+            image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
+            use_unlabeled=cfg.data.use_unlabeled)
+        pretrain = data.pretrain_images(cfg.data.use_unlabeled)
+        mean, std = channel_stats(data.train_images)
+        prepare = Normalizer(mean, std, device)
+        train_images = _place(pretrain, device, cfg.data.on_device)
+    record["data"] = {"train_size": len(data.train_images), "test_size": len(data.test_images),
+                      "pretrain_size": len(pretrain), "num_classes": data.num_classes,
+                      "image_size": data.image_size, "channels": data.channels,
+                      "mean": mean, "std": std, "on_device": train_images.device.type}
+
+    cls = registry.methods.get(spec.method)
+    with timer.phase("build"):
+        backbone, dim = build_backbone(cfg.backbone.name, channels=data.channels,
+                                       image_size=data.image_size,
+                                       small_stem=cfg.backbone.small_stem,
+                                       width=cfg.backbone.width)
+        per_epoch = steps_per_epoch(len(pretrain), cfg.train.batch_size)
+        if cls.trainable and per_epoch == 0:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the "
+                             f"{len(pretrain)} training images of {spec.dataset}")
+        ctx = RunContext(
+            feature_dim=dim, num_classes=data.num_classes,
+            num_clusters=int(spec.variant.get("k", data.num_classes)),
+            dataset_size=len(pretrain), device=device, total_steps=per_epoch * cfg.train.epochs,
+            steps_per_epoch=per_epoch, epochs=cfg.train.epochs, seed=spec.seed,
+            image_size=data.image_size, channels=data.channels)
+        method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
+
+    amp = device.type == "cuda" and cfg.train.precision != "fp32"
+    if cls.trainable:
+        augmenter = Augmenter.from_config(cfg.augment, data.image_size)
+        record["augment"] = augmenter.describe()
+        setup = TrainSetup(images=train_images, augment=augmenter, prepare=prepare,
+                           cfg=cfg.train, seed=spec.seed, device=device,
+                           checkpoint_dir=checkpoint_dir(path),
+                           eval_batch_size=cfg.eval.batch_size, on_epoch=on_epoch)
+        with timer.phase("train"):
+            result = train(method, setup)
+    else:
+        result = TrainResult()
+    record["history"] = result.history
+    record["train"] = {"steps": result.steps, "seconds": result.seconds,
+                       "samples_per_s": result.samples_per_s, "views": cls.num_views,
+                       "resumed_from_epoch": result.resumed_from_epoch}
+
+    with timer.phase("embed"):
+        eb = cfg.eval.batch_size
+        emb = Embeddings(
+            train=embed(method, data.train_images, prepare, eb, device, amp),
+            train_labels=data.train_labels.to(device),
+            test=embed(method, data.test_images, prepare, eb, device, amp),
+            test_labels=data.test_labels.to(device), num_classes=data.num_classes)
+        feats, labels = cluster_split(emb, cfg.eval.cluster_split)
+        emb.head_logits = head_logits(method, feats, eb)
+        emb.cluster_labels = labels
+    with timer.phase("evaluate"):
+        result_eval = evaluate(emb, cfg.eval, seed=spec.seed)
+    record["metrics"] = result_eval.metrics
+    record["eval_details"] = result_eval.details
+    record["feature_dim"] = int(emb.train.shape[1])
+    record["cluster_split"] = cfg.eval.cluster_split

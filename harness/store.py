@@ -1,0 +1,115 @@
+"""The results store: one JSON record per run, written atomically, read back tolerantly.
+
+Layout: `<store>/<suite>/<method>/<dataset>/<run_id>.json`, with the run's checkpoints in
+`<run_id>.ckpt/` beside it until the record is written. A record is written to a temporary file
+in the same directory, fsynced, then renamed over the final name, so a reader (or a crash) never
+sees half a record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("schema", "run_id", "status", "suite", "method", "dataset", "seed", "metrics")
+
+
+def record_path(store: Path, suite: str, method: str, dataset: str, run_id: str) -> Path:
+    return Path(store) / suite / method / dataset / f"{run_id}.json"
+
+
+def checkpoint_dir(record: Path) -> Path:
+    return record.with_suffix(".ckpt")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that `path` holds either its old content or all of the new, never part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a run record; on success, the run's checkpoints are no longer needed."""
+    write_json_atomic(path, record)
+    if record.get("status") == "ok":
+        shutil.rmtree(checkpoint_dir(path), ignore_errors=True)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read one record; raise ValueError saying why a file is not a valid record."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON (line {e.lineno}, column {e.colno})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a crlbench record (top level is not an object)")
+    missing = [k for k in REQUIRED_FIELDS if k not in data]
+    if missing:
+        raise ValueError(f"not a crlbench record (missing {', '.join(missing)})")
+    if data["schema"] != SCHEMA_VERSION:
+        raise ValueError(f"record schema {data['schema']!r}, this crlbench reads {SCHEMA_VERSION}")
+    return data
+
+
+def is_done(path: Path) -> bool:
+    """True when a finished (status ok) record exists at `path`."""
+    try:
+        return read_record(path)["status"] == "ok"
+    except ValueError:
+        return False
+
+
+@dataclass
+class StoreScan:
+    records: list[dict[str, Any]]
+    problems: list[str]  # "path: why" for every file that is not a readable record
+
+
+def _record_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*.json")):
+        if not path.name.startswith(".") and ".ckpt" not in path.parent.name:
+            yield path
+
+
+def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
+    """Read every record under the store (or under the given suites' folders)."""
+    store = Path(store)
+    roots = [store / s for s in suites] if suites else [store]
+    records, problems = [], []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in _record_files(root):
+            try:
+                records.append(read_record(path))
+            except ValueError as e:
+                problems.append(f"{path}: {e}")
+    return StoreScan(records, problems)

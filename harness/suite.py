@@ -1,0 +1,170 @@
+"""Expand a validated suite config into RunSpecs, one per method x dataset x seed x variant.
+
+Each RunSpec carries the fully resolved configuration of its run (method hyper-parameters with
+their defaults filled in) and a `run_id`: a hash of everything that changes the run's result,
+and of nothing else (not the results folder, the data root or the executor). Two runs with the
+same run_id compute the same thing, so a finished record lets the executor skip the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from crlbench import registry
+from crlbench.augment import FAMILIES
+from crlbench.backbones import check_backbone_name
+from crlbench.config import to_dict
+from crlbench.data import dataset_names
+from crlbench.errors import UserError
+from crlbench.evaluate import EVALUATORS
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a suite: what to train and evaluate, fully resolved."""
+
+    suite: str
+    method: str
+    dataset: str
+    seed: int
+    config: dict[str, Any]  # resolved: method_cfg, backbone, augment, train, eval, data, device
+    run_id: str
+    config_id: str  # the hash without the seed: runs that differ only in seed share it
+    variant: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in sorted(self.variant.items()))
+        return f"{self.method}/{self.dataset} seed={self.seed}{extra}"
+
+
+def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The method's Config dataclass with the suite's overrides merged in, validated."""
+    cls = registry.methods.get(name)
+    schema = OmegaConf.structured(cls.Config)
+    try:
+        merged = OmegaConf.merge(schema, overrides or {})
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        valid = ", ".join(str(k) for k in schema) or "none"
+        if key and key not in schema:
+            raise UserError(
+                f"method_cfg.{name}: unknown key '{key}'; {name}'s keys: {valid}"
+            ) from None
+        raise UserError(f"method_cfg.{name}.{key}: {str(e).strip().splitlines()[0]}") from None
+    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+
+
+def run_id_of(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _hashed_part(run_cfg: dict[str, Any], trainable: bool) -> dict[str, Any]:
+    """What changes a run's result. A method that does not train ignores training settings."""
+    keep = ["method", "method_cfg", "dataset", "seed", "variant", "eval"]
+    if trainable:
+        keep += ["backbone", "augment", "train"]
+    part = {k: run_cfg[k] for k in keep}
+    part["data"] = {k: run_cfg["data"][k] for k in ("image_size", "use_unlabeled")}
+    return part
+
+
+def _check_names(cfg: DictConfig) -> None:
+    for key in ("method", "dataset", "seeds"):
+        if len(cfg[key]) == 0:
+            raise UserError(f"'{key}' is empty; give at least one, e.g. {key}=[...]")
+        if len(set(cfg[key])) != len(cfg[key]):
+            raise UserError(f"'{key}' lists a value twice: {list(cfg[key])}")
+    if not _SAFE_NAME.match(cfg.name):
+        raise UserError(f"suite name {cfg.name!r} must be letters, digits, '_', '.', '+', '-'")
+    for name in cfg.method:
+        registry.methods.get(name)
+    for name in cfg.method_cfg:
+        if name not in registry.methods.names():
+            raise UserError(
+                f"method_cfg names unknown method {name!r}; valid methods: "
+                f"{', '.join(registry.methods.names())}"
+            )
+    valid_datasets = dataset_names(cfg.data.folders)
+    for name in cfg.dataset:
+        if name not in valid_datasets:
+            raise UserError(
+                f"unknown dataset {name!r}; valid datasets: {', '.join(valid_datasets)}")
+    check_backbone_name(cfg.backbone.name)
+    if cfg.augment.family not in FAMILIES:
+        raise UserError(
+            f"unknown augmentation family {cfg.augment.family!r}; valid families: "
+            f"{', '.join(FAMILIES)}"
+        )
+    for name in cfg.eval.metrics:
+        if name not in EVALUATORS:
+            raise UserError(
+                f"unknown evaluator {name!r} in eval.metrics; valid evaluators: "
+                f"{', '.join(EVALUATORS)}"
+            )
+
+
+def _check_values(cfg: DictConfig) -> None:
+    positive = {
+        "train.epochs": cfg.train.epochs,
+        "train.batch_size": cfg.train.batch_size,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "eval.batch_size": cfg.eval.batch_size,
+        "eval.kmeans_restarts": cfg.eval.kmeans_restarts,
+        "eval.linear.epochs": cfg.eval.linear.epochs,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise UserError(f"'{key}' must be at least 1, got {value}")
+    if cfg.data.image_size is not None and cfg.data.image_size < 4:
+        raise UserError(f"'data.image_size' must be at least 4, got {cfg.data.image_size}")
+    if not 0 < cfg.eval.linear.val_fraction < 1:
+        raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
+                        f"{cfg.eval.linear.val_fraction}")
+    if cfg.train.optimizer.lr <= 0:
+        raise UserError(f"'train.optimizer.lr' must be positive, got {cfg.train.optimizer.lr}")
+    if any(k < 1 for k in cfg.eval.knn_k):
+        raise UserError(f"'eval.knn_k' values must be at least 1, got {list(cfg.eval.knn_k)}")
+
+
+def expand(cfg: DictConfig) -> list[RunSpec]:
+    """All runs of a suite in a stable order: method, then dataset, then seed."""
+    _check_names(cfg)
+    _check_values(cfg)
+    plain = to_dict(cfg)
+    method_cfgs = {m: method_config(m, plain["method_cfg"].get(m)) for m in cfg.method}
+    specs = []
+    for method in cfg.method:
+        trainable = registry.methods.get(method).trainable
+        for dataset in cfg.dataset:
+            for seed in cfg.seeds:
+                run_cfg = {
+                    "method": method,
+                    "method_cfg": method_cfgs[method],
+                    "dataset": dataset,
+                    "seed": int(seed),
+                    "variant": {},
+                    "backbone": plain["backbone"],
+                    "augment": plain["augment"],
+                    "train": plain["train"],
+                    "eval": plain["eval"],
+                    "data": plain["data"],
+                    "device": plain["device"],
+                }
+                hashed = _hashed_part(run_cfg, trainable)
+                specs.append(RunSpec(
+                    suite=cfg.name, method=method, dataset=dataset, seed=int(seed),
+                    config=run_cfg, run_id=run_id_of(hashed),
+                    config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
+                ))
+    return specs

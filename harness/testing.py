@@ -1,0 +1,185 @@
+"""`check_method`: the public conformance test every method plugin should pass.
+
+    from crlbench.testing import check_method
+    from my_plugin import MyMethod
+
+    def test_protocol():
+        check_method(MyMethod)
+
+It builds the method on a tiny backbone and a random batch and checks the protocol of
+DESIGN.md. Each failure raises MethodCheckError with a message saying what is wrong and how to
+fix it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from crlbench.backbones import TinyConvNet
+from crlbench.errors import MethodCheckError
+from crlbench.protocol import Batch, EpochLoader, Method, RunContext
+
+
+def _fail(cls: type, message: str) -> MethodCheckError:
+    return MethodCheckError(f"{cls.__name__}: {message}")
+
+
+def _check_config(cls: type) -> Any:
+    cfg_cls = getattr(cls, "Config", None)
+    if cfg_cls is None or not dataclasses.is_dataclass(cfg_cls):
+        raise _fail(cls, "Config must be a @dataclass nested in the method class "
+                         "(holding the method's hyper-parameters)")
+    missing = [f.name for f in dataclasses.fields(cfg_cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise _fail(cls, f"Config fields without a default: {', '.join(missing)}; give each the "
+                         "paper's value so the method runs without overrides")
+    return cfg_cls()
+
+
+def _context(num_clusters: int, batch_size: int, image_size: int, channels: int,
+             feature_dim: int) -> RunContext:
+    return RunContext(feature_dim=feature_dim, num_classes=num_clusters,
+                      num_clusters=num_clusters, dataset_size=4 * batch_size,
+                      device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
+                      seed=0, image_size=image_size, channels=channels)
+
+
+def _build(cls: type, cfg: Any, ctx: RunContext, width: int) -> Method:
+    torch.manual_seed(0)
+    backbone = TinyConvNet(ctx.channels, width)
+    try:
+        method = cls(backbone, ctx, cfg)
+    except Exception as e:
+        raise _fail(cls, f"__init__(backbone, ctx, cfg) raised {type(e).__name__}: {e}") from e
+    if not isinstance(method, Method):
+        raise _fail(cls, "must subclass crlbench.Method")
+    if method.backbone is not backbone:
+        raise _fail(cls, "must keep the backbone it is given as self.backbone "
+                         "(call super().__init__(backbone, ctx, cfg))")
+    return method
+
+
+def _check_features(cls: type, method: Method, x: Tensor) -> Tensor:
+    method.eval()
+    with torch.no_grad():
+        feats = method.features(x)
+    method.train()
+    if not isinstance(feats, Tensor) or feats.ndim != 2 or feats.shape[0] != len(x):
+        shape = tuple(feats.shape) if isinstance(feats, Tensor) else type(feats).__name__
+        raise _fail(cls, f"features() must return [N, D] for N={len(x)} images, got {shape}")
+    if not torch.isfinite(feats).all():
+        raise _fail(cls, "features() returned non-finite values on a random batch")
+    return feats
+
+
+def _check_loss(cls: type, method: Method, views: list[Tensor], batch: Batch) -> None:
+    out = method.loss(views, batch)
+    if not isinstance(out, dict):
+        raise _fail(cls, f"loss() must return a dict of tensors, got {type(out).__name__}")
+    if "loss" not in out:
+        raise _fail(cls, f"loss() returned a dict without 'loss' (keys: {sorted(out)}); put the "
+                         "value to minimise under 'loss'")
+    for key, value in out.items():
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise _fail(cls, f"loss() entry {key!r} must be a scalar tensor, got "
+                             f"{getattr(value, 'shape', type(value).__name__)}")
+    loss = out["loss"]
+    if not torch.isfinite(loss.detach()):
+        raise _fail(cls, f"loss is not finite on a random batch ({loss.detach().item()})")
+    if not loss.requires_grad:
+        raise _fail(cls, "loss has no gradient: it must be computed from the method's "
+                         "parameters (did you detach it or use torch.no_grad?)")
+
+
+def _check_step(cls: type, method: Method, views: list[Tensor], batch: Batch) -> None:
+    groups = method.param_groups() or [{"params": [p for p in method.parameters()
+                                                   if p.requires_grad]}]
+    before = [p.detach().clone() for p in method.parameters()]
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    optimizer.zero_grad()
+    method.loss(views, batch)["loss"].backward()
+    optimizer.step()
+    method.after_step(0)
+    if all(torch.equal(b, p) for b, p in zip(before, method.parameters(), strict=True)):
+        raise _fail(cls, "one optimiser step changed no parameter: the loss does not depend on "
+                         "trainable parameters, or param_groups() leaves them out")
+
+
+def _check_heads(cls: type, method: Method, feats: Tensor, k: int) -> None:
+    if not hasattr(method, "cluster_logits"):
+        return
+    with torch.no_grad():
+        out = method.cluster_logits(feats)
+    heads = list(out) if isinstance(out, list | tuple) else [out]
+    if not heads:
+        raise _fail(cls, "cluster_logits returned no head")
+    for i, logits in enumerate(heads):
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != len(feats):
+            raise _fail(cls, f"cluster_logits head {i} must be [N, K] for N={len(feats)}")
+    widths = [h.shape[1] for h in heads]
+    if k not in widths:
+        raise _fail(cls, f"cluster_logits returns {' and '.join(map(str, widths))} columns but "
+                         f"ctx.num_clusters is {k}; build the head with ctx.num_clusters outputs")
+
+
+def _check_state_roundtrip(cls: type, method: Method, cfg: Any, ctx: RunContext, width: int,
+                           x: Tensor) -> None:
+    state = copy.deepcopy(method.state_dict())
+    fresh = _build(cls, cfg, ctx, width)
+    try:
+        fresh.load_state_dict(state)
+    except RuntimeError as e:
+        raise _fail(cls, f"state_dict() does not load into a fresh instance: {e}") from e
+    loaded = fresh.state_dict()
+    for name, value in state.items():
+        if not torch.equal(value, loaded[name]):
+            raise _fail(cls, f"state entry {name!r} differs after load_state_dict")
+    method.eval()
+    fresh.eval()
+    with torch.no_grad():
+        if not torch.allclose(method.features(x), fresh.features(x)):
+            raise _fail(cls, "features differ after a state_dict round trip: keep all state in "
+                             "parameters or registered buffers")
+
+
+def check_method(cls: type, *, config: dict[str, Any] | None = None, num_clusters: int = 4,
+                 batch_size: int = 8, image_size: int = 16, channels: int = 3,
+                 width: int = 8) -> None:
+    """Check that `cls` follows the method protocol; raise MethodCheckError if not.
+
+    `config` overrides fields of the method's Config (defaults are used otherwise).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise MethodCheckError(f"{cls!r} must be a class that subclasses crlbench.Method")
+    if not isinstance(cls.name, str) or not cls.name:
+        raise _fail(cls, "set the class attribute `name` to the method's registry name")
+    cfg = _check_config(cls)
+    if config:
+        cfg = dataclasses.replace(cfg, **config)
+    ctx = _context(num_clusters, batch_size, image_size, channels, feature_dim=4 * width)
+    method = _build(cls, cfg, ctx, width)
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, channels, image_size, image_size, generator=gen)
+    batch = Batch(indices=torch.randperm(ctx.dataset_size, generator=gen)[:batch_size])
+    loader = EpochLoader(torch.randint(0, 256, (ctx.dataset_size, channels, image_size,
+                                                image_size), dtype=torch.uint8, generator=gen),
+                         lambda u: u.float() / 255, batch_size, ctx.device)
+    feats = _check_features(cls, method, x)
+    if cls.trainable:
+        if not isinstance(cls.num_views, int) or cls.num_views < 1:
+            raise _fail(cls, f"num_views must be a positive int, got {cls.num_views!r}")
+        views = [torch.randn(batch_size, channels, image_size, image_size, generator=gen)
+                 for _ in range(cls.num_views)]
+        method.train()
+        method.before_epoch(0, loader)
+        _check_loss(cls, method, views, batch)
+        _check_step(cls, method, views, batch)
+    _check_heads(cls, method, feats, num_clusters)
+    _check_state_roundtrip(cls, method, cfg, ctx, width, x)

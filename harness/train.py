@@ -1,0 +1,191 @@
+"""The trainer: one method on one dataset for the suite's epochs, with checkpoints and resume.
+
+Every source of randomness is re-seeded from (seed, epoch) at the start of each epoch: the
+sample order, the augmentation generator and torch's global generator (for methods that draw
+random numbers themselves). A run resumed from its epoch-e checkpoint therefore replays epochs
+e.. exactly as an uninterrupted run would (bit for bit on the CPU).
+
+The loss is checked for NaN/inf on the host every step on the CPU and every few steps on a GPU
+(one synchronisation per check); a non-finite loss stops the run with the step and its terms.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from crlbench.errors import NonFiniteLoss
+from crlbench.optim import build_optimizer, default_param_groups, warmup_cosine
+from crlbench.protocol import Batch, EpochLoader, Method
+
+CHECKPOINT_NAME = "last.pt"
+GPU_CHECK_INTERVAL = 50  # steps between host-side finiteness checks on a GPU
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from a tuple of integers (stable across processes and Python versions)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
+    steps: int = 0
+    seconds: float = 0.0  # training time of this process (excludes resumed epochs)
+    samples_per_s: float = 0.0  # training samples (not views) per second in this process
+    resumed_from_epoch: int = 0
+
+
+@dataclass
+class TrainSetup:
+    """Everything the trainer needs besides the method."""
+
+    images: Tensor  # uint8 [N, C, H, W] training images (on the device when they fit)
+    augment: Callable[[Tensor, int, torch.Generator], list[Tensor]]
+    prepare: Callable[[Tensor], Tensor]  # uint8 or [0, 1] float -> normalised input
+    cfg: Any  # the suite's train section
+    seed: int
+    device: torch.device
+    checkpoint_dir: Path | None = None
+    eval_batch_size: int = 1024
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None
+
+
+def steps_per_epoch(num_samples: int, batch_size: int) -> int:
+    return num_samples // batch_size  # the last incomplete batch is dropped
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _loss_terms(out: Any, step: int) -> dict[str, Tensor]:
+    if not isinstance(out, dict) or "loss" not in out:
+        got = sorted(out) if isinstance(out, dict) else type(out).__name__
+        raise TypeError(f"loss() must return a dict with a 'loss' entry, got {got} at step {step}")
+    return {k: torch.as_tensor(v).detach().float().reshape(()) for k, v in out.items()}
+
+
+def train(method: Method, setup: TrainSetup) -> TrainResult:
+    cfg, device = setup.cfg, setup.device
+    n, batch_size = len(setup.images), cfg.batch_size
+    per_epoch = steps_per_epoch(n, batch_size)
+    total = per_epoch * cfg.epochs
+    groups = method.param_groups() or default_param_groups(
+        method, cfg.optimizer.exclude_bias_and_norm)
+    optimizer = build_optimizer(groups, cfg.optimizer, batch_size)
+    schedule = warmup_cosine(optimizer, total, round(cfg.warmup_epochs * per_epoch),
+                             cfg.min_lr_ratio)
+    result = TrainResult()
+    ckpt_path = setup.checkpoint_dir / CHECKPOINT_NAME if setup.checkpoint_dir else None
+    state = _load_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None:
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        result.history = state["history"]
+        result.resumed_from_epoch = state["epoch"]
+
+    amp_dtype = _autocast_dtype(cfg.precision, device)
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        method.backbone.compile()
+    check_every = GPU_CHECK_INTERVAL if device.type == "cuda" else 1
+    loader = EpochLoader(setup.images, setup.prepare, setup.eval_batch_size, device)
+
+    step = result.resumed_from_epoch * per_epoch
+    started = time.perf_counter()
+    for epoch in range(result.resumed_from_epoch, cfg.epochs):
+        epoch_start = time.perf_counter()
+        torch.manual_seed(derive_seed(setup.seed, epoch, 0))
+        order_gen = torch.Generator(device=setup.images.device)
+        order_gen.manual_seed(derive_seed(setup.seed, epoch, 1))
+        aug_gen = torch.Generator(device=device)
+        aug_gen.manual_seed(derive_seed(setup.seed, epoch, 2))
+
+        method.train()
+        method.before_epoch(epoch, loader)
+        order = torch.randperm(n, generator=order_gen, device=setup.images.device)
+        pending: list[tuple[int, dict[str, Tensor]]] = []
+        sums: dict[str, Tensor] = {}
+        for i in range(per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            x = setup.images[idx].to(device, non_blocking=True)
+            views = [setup.prepare(v) for v in setup.augment(x, method.num_views, aug_gen)]
+            if channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                out = method.loss(views, Batch(indices=idx.to(device)))
+            terms = _loss_terms(out, step)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            method.after_step(step)
+            for k, v in terms.items():
+                sums[k] = sums[k] + v if k in sums else v
+            pending.append((step, terms))
+            step += 1
+            if len(pending) >= check_every or i == per_epoch - 1:
+                _check_finite(pending)
+                pending = []
+
+        entry = {k: float(v) / per_epoch for k, v in sums.items()}
+        entry["lr"] = optimizer.param_groups[0]["lr"]
+        entry["seconds"] = time.perf_counter() - epoch_start
+        result.history.append(entry)
+        if ckpt_path and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
+            _save_checkpoint(ckpt_path, {
+                "epoch": epoch + 1, "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "history": result.history,
+            })
+        if setup.on_epoch:
+            setup.on_epoch(epoch + 1, cfg.epochs, entry)
+
+    result.steps = step
+    result.seconds = time.perf_counter() - started
+    trained = (cfg.epochs - result.resumed_from_epoch) * per_epoch * batch_size
+    result.samples_per_s = trained / result.seconds if result.seconds > 0 and trained else 0.0
+    return result
+
+
+def _check_finite(pending: list[tuple[int, dict[str, Tensor]]]) -> None:
+    """Raise NonFiniteLoss at the first step whose loss terms are not all finite."""
+    if not pending:
+        return
+    stacked = torch.stack([torch.stack(list(t.values())) for _, t in pending]).cpu()
+    bad = (~torch.isfinite(stacked)).any(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        step, terms = pending[first]
+        raise NonFiniteLoss(step, {k: float(v) for k, v in terms.items()})

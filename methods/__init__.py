@@ -1,0 +1,1 @@
+"""Built-in methods; each registers through the `crlbench.methods` entry point group."""

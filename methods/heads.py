@@ -1,0 +1,25 @@
+"""Heads shared by methods: projection (and later prediction) MLPs."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2,
+        last_bn: bool = False) -> nn.Sequential:
+    """Linear-BN-ReLU blocks then a final Linear (optionally followed by a BN without affine).
+
+    SimCLR's projection head is `mlp(d, d, 128)`; BYOL-style heads use other widths.
+    """
+    if layers < 1:
+        raise ValueError("an MLP needs at least one layer")
+    blocks: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers - 1):
+        blocks += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
+                   nn.ReLU(inplace=True)]
+        dim = hidden_dim
+    blocks.append(nn.Linear(dim, out_dim, bias=not last_bn))
+    if last_bn:
+        blocks.append(nn.BatchNorm1d(out_dim, affine=False))
+    return nn.Sequential(*blocks)

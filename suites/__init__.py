@@ -1,0 +1,1 @@
+"""Suites shipped with crlbench (YAML files beside this module)."""

@@ -1,0 +1,175 @@
+"""The command line end to end on a tiny digits suite: records, skipping, tables, exit codes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crlbench.cli import main
+from crlbench.store import scan
+
+FAILING = """
+from dataclasses import dataclass
+from crlbench import Method
+
+class Failing(Method):
+    '''Raises on its first step (a planted failure).'''
+    name = "failing"
+
+    @dataclass
+    class Config:
+        pass
+
+    def loss(self, views, batch):
+        raise RuntimeError("planted failure")
+"""
+
+
+def run(*args: str) -> int:
+    return main(["run", *args])
+
+
+def records(store: Path) -> list[dict]:
+    return scan(store).records
+
+
+def test_run_writes_records_skips_then_forces(tiny, tmp_path, capsys):
+    store = tmp_path / "results"
+    assert run("suite=quickstart", *tiny, "seeds=[0]") == 0
+    out = capsys.readouterr().out
+    assert "2 runs, 0 already done" in out and "simclr" in out and "kNN" in out
+    found = records(store)
+    assert sorted(r["method"] for r in found) == ["raw", "simclr"]
+    rec = next(r for r in found if r["method"] == "simclr")
+    assert rec["status"] == "ok" and rec["error"] is None
+    assert set(rec["metrics"]) == {"knn5_acc", "knn20_acc", "linear_acc", "kmeans_acc",
+                                   "kmeans_nmi", "kmeans_ari"}
+    assert all(0 <= v <= 1 for v in rec["metrics"].values())
+    assert len(rec["history"]) == 2 and rec["train"]["samples_per_s"] > 0
+    assert rec["config"]["train"]["epochs"] == 2 and rec["seed"] == 0
+    assert rec["method_package"]["name"] == "crlbench"
+    assert rec["environment"]["torch"] and rec["environment"]["device"] == "cpu"
+    assert rec["deterministic"] is True
+    assert set(rec["wall_seconds"]) == {"data", "build", "train", "embed", "evaluate"}
+    assert rec["eval_details"]["linear"]["lr"] in rec["config"]["eval"]["linear"]["lrs"]
+    path = store / "quickstart" / "simclr" / "digits" / f"{rec['run_id']}.json"
+    assert path.is_file() and not path.with_suffix(".ckpt").exists()
+
+    mtime = path.stat().st_mtime_ns
+    assert run("suite=quickstart", *tiny, "seeds=[0]") == 0
+    assert "2 already done, 0 to run" in capsys.readouterr().out
+    assert path.stat().st_mtime_ns == mtime
+
+    assert run("suite=quickstart", *tiny, "seeds=[0]", "method=raw", "--force") == 0
+    assert "1 runs, 0 already done" in capsys.readouterr().out
+    assert path.stat().st_mtime_ns == mtime  # only raw was rerun
+
+
+def test_cpu_runs_are_deterministic(tiny, tmp_path):
+    first = tmp_path / "a"
+    second = tmp_path / "b"
+    args = ["suite=quickstart", *tiny, "seeds=[1]", "method=simclr"]
+    assert run(*args, f"results.dir={first}") == 0
+    assert run(*args, f"results.dir={second}") == 0
+    (a,), (b,) = records(first), records(second)
+    assert a["run_id"] == b["run_id"]
+    assert a["metrics"] == b["metrics"]
+    assert a["history"][-1]["loss"] == b["history"][-1]["loss"]
+
+
+def test_table_formats(tiny, tmp_path, capsys):
+    store = tmp_path / "results"
+    assert run("suite=quickstart", *tiny, "seeds=[0,1]") == 0
+    capsys.readouterr()
+    base = ["table", "suite=quickstart", f"results.dir={store}"]
+
+    assert main([*base, "--format", "csv"]) == 0
+    csv = capsys.readouterr().out
+    frame = pd.read_csv(io.StringIO(csv))
+    assert set(frame["method"]) == {"raw", "simclr"}
+    assert set(frame["n"]) == {2}
+    knn = frame[(frame.method == "simclr") & (frame.metric == "knn5_acc")]["mean"].item()
+    values = [r["metrics"]["knn5_acc"] for r in records(store) if r["method"] == "simclr"]
+    assert knn == pytest.approx(sum(values) / 2)
+
+    assert main([*base, "--format", "markdown", "metric=knn5_acc"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("|") and "simclr" in md and "KM ACC" not in md
+
+    out = tmp_path / "t.tex"
+    assert main([*base, "--format", "latex", "--output", str(out)]) == 0
+    assert "\\toprule" in out.read_text() and "\\bottomrule" in out.read_text()
+
+    assert main([*base]) == 0
+    assert "simclr" in capsys.readouterr().out
+
+
+def test_failed_run_is_recorded_and_others_finish(tiny, tmp_path, plugin_dir, capsys):
+    plugin_dir("fake-failing", {"failing": "fake_failing:Failing"}, {"fake_failing": FAILING})
+    store = tmp_path / "results"
+    code = run("suite=quickstart", *tiny, "seeds=[0]", "method=failing,raw")
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "1 ok, 1 failed" in out and "planted failure" in out
+    by_method = {r["method"]: r for r in records(store)}
+    assert by_method["raw"]["status"] == "ok"
+    failed = by_method["failing"]
+    assert failed["status"] == "failed"
+    assert failed["error"]["type"] == "RuntimeError"
+    assert failed["error"]["message"] == "planted failure"
+    # a failed run is not "done": the next run tries it again
+    assert run("suite=quickstart", *tiny, "seeds=[0]", "method=failing,raw") == 1
+    assert "2 runs, 1 already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "suite=nope"], "unknown suite 'nope'"),
+    (["run", "suite=quickstart", "train.epochs=abc"], "'train.epochs' must be an integer"),
+    (["run", "suite=quickstart", "method=simclr,bogus"], "unknown method 'bogus'"),
+    (["run", "suite=quickstart", "dataset=cifar10", "data.root=/nonexistent"],
+     "cifar-10-batches-py"),
+    (["run", "train.epochs=1"], "crlbench run needs suite=NAME"),
+    (["table", "colour=red"], "table filter 'colour=red' is not key=value"),
+])
+def test_user_errors_exit_2_with_one_line_and_write_nothing(args, expected, tmp_path, capsys):
+    store = tmp_path / "results"
+    assert main([*args, f"results.dir={store}"] if args[0] == "run" else args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crlbench: error: ") and expected in err
+    assert len(err.splitlines()) == 1
+    assert not store.exists()
+
+
+def test_table_on_missing_store_is_a_user_error(tmp_path, capsys):
+    assert main(["table", f"results.dir={tmp_path / 'none'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_table_warns_about_corrupt_files_and_mixed_configs(tiny, tmp_path, capsys):
+    store = tmp_path / "results"
+    assert run("suite=quickstart", *tiny, "seeds=[0]", "method=raw") == 0
+    assert run("suite=quickstart", *tiny, "seeds=[0]", "method=raw", "eval.knn_k=[5]") == 0
+    (store / "quickstart" / "raw" / "digits" / "junk.json").write_text("{nope")
+    capsys.readouterr()
+    assert main(["table", f"results.dir={store}", "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and "junk.json" in err
+    assert "raw on digits mixes 2 configurations" in err
+
+
+def test_dry_run_lists_runs_and_writes_nothing(tiny, tmp_path, capsys):
+    assert run("suite=quickstart", *tiny, "seeds=[0,1]", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "4 runs of suite quickstart" in out and "to run" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "crlbench"
+    done = subprocess.run([str(script), "methods"], capture_output=True, text=True, check=True)
+    assert "simclr" in done.stdout and "raw" in done.stdout

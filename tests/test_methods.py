@@ -1,0 +1,143 @@
+"""Built-in methods pass check_method; check_method catches broken methods with clear advice."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from crlbench import Method, registry
+from crlbench.errors import MethodCheckError
+from crlbench.methods.losses import nt_xent
+from crlbench.testing import check_method
+
+BUILTINS = [e.name for e in registry.methods.entries() if e.package == "crlbench"]
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_method_passes_check_method(name):
+    check_method(registry.methods.get(name))
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_every_builtin_method_passes_on_grayscale(name):
+    check_method(registry.methods.get(name), channels=1)
+
+
+def test_nt_xent_of_orthogonal_pairs_matches_the_hand_computed_value():
+    # z1_i = z2_i = e_i: each anchor's positive has cosine 1, its 2N-2 negatives cosine 0.
+    n, t = 4, 0.5
+    z = torch.eye(n)
+    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + (2 * n - 2)))
+    assert nt_xent(z, z, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_nt_xent_against_a_loop_over_anchors():
+    gen = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    total = 0.0
+    for i in range(10):
+        j = (i + 5) % 10
+        logits = torch.stack([z[i] @ z[k] / 0.2 for k in range(10) if k != i])
+        pos = [k for k in range(10) if k != i].index(j)
+        total += -torch.log_softmax(logits, 0)[pos].item()
+    assert nt_xent(z1, z2, 0.2).item() == pytest.approx(total / 10, rel=1e-5)
+
+
+def test_nt_xent_is_invariant_to_scale_and_decreases_with_alignment():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(8, 16, generator=gen)
+    noisy = a + 0.5 * torch.randn(8, 16, generator=gen)
+    assert nt_xent(a, noisy, 0.5).item() == pytest.approx(nt_xent(3 * a, noisy, 0.5).item())
+    assert nt_xent(a, a, 0.5) < nt_xent(a, noisy, 0.5)
+
+
+# Broken methods, each with the advice check_method must give.
+
+class _Base(Method):
+    name = "broken"
+
+    @dataclass
+    class Config:
+        pass
+
+    def __init__(self, backbone, ctx, cfg):
+        super().__init__(backbone, ctx, cfg)
+        self.head = torch.nn.Linear(ctx.feature_dim, 4)
+
+    def loss(self, views, batch):
+        return {"loss": self.head(self.backbone(views[0])).pow(2).mean()}
+
+
+class NoLossKey(_Base):
+    def loss(self, views, batch):
+        return {"total": super().loss(views, batch)["loss"]}
+
+
+class NotFinite(_Base):
+    def loss(self, views, batch):
+        return {"loss": super().loss(views, batch)["loss"] * float("nan")}
+
+
+class Detached(_Base):
+    def loss(self, views, batch):
+        return {"loss": super().loss(views, batch)["loss"].detach()}
+
+
+class WrongHead(_Base):
+    def cluster_logits(self, feats):
+        return torch.zeros(len(feats), 7)
+
+
+class NoDefaults(_Base):
+    @dataclass
+    class Config:
+        temperature: float
+
+
+class Unnamed(_Base):
+    name = ""
+
+
+class DropsBackbone(_Base):
+    def __init__(self, backbone, ctx, cfg):
+        super().__init__(torch.nn.Flatten(), ctx, cfg)
+
+
+class StateOutsideModule(_Base):
+    def __init__(self, backbone, ctx, cfg):
+        super().__init__(backbone, ctx, cfg)
+        self.scale = torch.randn(1)  # a plain attribute: not saved in state_dict
+
+    def features(self, images):
+        return self.backbone(images) * self.scale
+
+    def after_step(self, step):
+        self.scale = self.scale + 1
+
+
+@pytest.mark.parametrize(("cls", "expected"), [
+    (NoLossKey, "loss() returned a dict without 'loss'"),
+    (NotFinite, "loss is not finite on a random batch"),
+    (Detached, "loss has no gradient"),
+    (WrongHead, "cluster_logits returns 7 columns but ctx.num_clusters is 4"),
+    (NoDefaults, "Config fields without a default: temperature"),
+    (Unnamed, "set the class attribute `name`"),
+    (DropsBackbone, "must keep the backbone it is given"),
+    (StateOutsideModule, "features differ after a state_dict round trip"),
+])
+def test_check_method_says_what_is_wrong(cls, expected):
+    with pytest.raises(MethodCheckError) as info:
+        check_method(cls)
+    assert expected in str(info.value)
+
+
+def test_check_method_accepts_a_correct_head():
+    class GoodHead(_Base):
+        def cluster_logits(self, feats):
+            return [self.head(feats), torch.zeros(len(feats), 16)]
+
+    check_method(GoodHead)

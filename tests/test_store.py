@@ -1,0 +1,67 @@
+"""The record store: atomic writes, tolerant reads, finished runs recognised."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crlbench.store import (
+    SCHEMA_VERSION,
+    checkpoint_dir,
+    is_done,
+    record_path,
+    scan,
+    write_json_atomic,
+    write_record,
+)
+
+
+def record(status: str = "ok", **extra) -> dict:
+    return {"schema": SCHEMA_VERSION, "run_id": "abc", "status": status, "suite": "s",
+            "method": "m", "dataset": "d", "seed": 0, "metrics": {"knn5_acc": 0.5}, **extra}
+
+
+def test_layout_and_roundtrip(tmp_path: Path):
+    path = record_path(tmp_path, "s", "m", "d", "abc")
+    assert path == tmp_path / "s" / "m" / "d" / "abc.json"
+    write_record(path, record())
+    assert json.loads(path.read_text())["metrics"] == {"knn5_acc": 0.5}
+    assert is_done(path)
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_ok_record_removes_checkpoints_failed_keeps_them(tmp_path: Path):
+    path = record_path(tmp_path, "s", "m", "d", "abc")
+    ckpt = checkpoint_dir(path)
+    ckpt.mkdir(parents=True)
+    (ckpt / "last.pt").write_bytes(b"x")
+    write_record(path, record("failed", error={"type": "X", "message": "y"}))
+    assert ckpt.exists() and not is_done(path)
+    write_record(path, record("ok"))
+    assert not ckpt.exists() and is_done(path)
+
+
+def test_failed_write_leaves_the_old_content(tmp_path: Path):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})  # not serialisable: fails mid-write
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_scan_reports_corrupt_and_foreign_files_and_goes_on(tmp_path: Path):
+    good = record_path(tmp_path, "s", "m", "d", "good")
+    write_record(good, record(run_id="good"))
+    (good.parent / "half.json").write_text('{"schema": 1, "run_')
+    (good.parent / "foreign.json").write_text('{"hello": "world"}')
+    (good.parent / "future.json").write_text(json.dumps(record(schema=99)))
+    found = scan(tmp_path)
+    assert [r["run_id"] for r in found.records] == ["good"]
+    problems = "\n".join(found.problems)
+    assert "half.json: not valid JSON" in problems
+    assert "foreign.json: not a crlbench record (missing schema" in problems
+    assert "future.json: record schema 99" in problems
+    assert scan(tmp_path, ["other-suite"]).records == []

@@ -1,0 +1,72 @@
+"""Suite expansion: one RunSpec per method x dataset x seed, with content-hashed run ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from crlbench.config import load_suite
+from crlbench.errors import UserError
+from crlbench.suite import expand
+
+
+def specs_for(*overrides: str):
+    return expand(load_suite(None, ["method=simclr,raw", "dataset=digits", *overrides]))
+
+
+def test_grid_order_and_size():
+    specs = specs_for("seeds=[0,1,2]")
+    assert [(s.method, s.dataset, s.seed) for s in specs] == [
+        ("simclr", "digits", 0), ("simclr", "digits", 1), ("simclr", "digits", 2),
+        ("raw", "digits", 0), ("raw", "digits", 1), ("raw", "digits", 2)]
+    assert len({s.run_id for s in specs}) == 6
+    # seeds of one configuration share a config_id
+    assert len({s.config_id for s in specs}) == 2
+
+
+def test_method_config_is_resolved_with_defaults_and_overrides():
+    spec = specs_for("method_cfg.simclr.temperature=0.2")[0]
+    assert spec.config["method_cfg"] == {"temperature": 0.2, "proj_dim": 128,
+                                         "proj_hidden_dim": None}
+
+
+def _ids(*overrides: str) -> dict[str, str]:
+    return {s.method: s.run_id for s in specs_for(*overrides)}
+
+
+def test_run_id_is_stable_and_changes_only_with_what_changes_results():
+    base = _ids()
+    assert _ids() == base
+    # where results go, where data lives, and which executor runs do not change a result
+    assert _ids("results.dir=/elsewhere", "data.root=/data") == base
+    # training settings change simclr but not raw, which trains nothing
+    epochs = _ids("train.epochs=3")
+    assert epochs["simclr"] != base["simclr"]
+    assert epochs["raw"] == base["raw"]
+    # evaluation settings change both
+    knn = _ids("eval.knn_k=[10]")
+    assert knn["simclr"] != base["simclr"] and knn["raw"] != base["raw"]
+    assert _ids("method_cfg.simclr.temperature=0.1")["simclr"] != base["simclr"]
+    assert _ids("data.image_size=16")["raw"] != base["raw"]
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("method=simclr,nosuch", "unknown method 'nosuch'; valid methods: .*raw.*simclr"),
+    ("dataset=imagenet", "unknown dataset 'imagenet'; valid datasets: .*cifar10"),
+    ("backbone.name=vgg", "unknown backbone 'vgg'; valid backbones: resnet18"),
+    ("backbone.name=timm:resnett18", "unknown timm model 'resnett18'"),
+    ("augment.family=fancy", "unknown augmentation family 'fancy'; valid families: .*simclr"),
+    ("eval.metrics=[knn,magic]", "unknown evaluator 'magic'"),
+    ("method_cfg.simclr.temprature=0.1", "method_cfg.simclr: unknown key 'temprature'; "
+                                         "simclr's keys: temperature"),
+    ("method_cfg.simclr.temperature=hot", "method_cfg.simclr.temperature"),
+    ("method_cfg.simclrr.temperature=0.1", "method_cfg names unknown method 'simclrr'"),
+    ("train.epochs=0", "'train.epochs' must be at least 1, got 0"),
+    ("train.batch_size=-4", "'train.batch_size' must be at least 1"),
+    ("seeds=[]", "'seeds' is empty"),
+    ("seeds=[1,1]", "'seeds' lists a value twice"),
+    ("train.optimizer.lr=0", "'train.optimizer.lr' must be positive"),
+    ("name=../escape", "suite name '../escape' must be"),
+])
+def test_bad_grids_are_refused_by_name(override, expected):
+    with pytest.raises(UserError, match=expected):
+        specs_for(override)

@@ -63,10 +63,14 @@ def to_csv(summary: pd.DataFrame) -> str:
 def to_rich(summary: pd.DataFrame) -> Table:
     """A rich Table for the terminal: best per column bold, second underlined."""
     grid = build_grid(summary)
-    table = Table(caption=footnote(grid), caption_justify="left")
-    table.add_column("method")
+    datasets = list(dict.fromkeys(dataset for dataset, _ in grid.columns))
+    # one dataset: name it once in the title, so the columns stay narrow enough for 80 chars
+    title = datasets[0] if len(datasets) == 1 else None
+    table = Table(title=title, caption=footnote(grid), caption_justify="left")
+    table.add_column("method", no_wrap=True)
     for dataset, metric in grid.columns:
-        table.add_column(Text(f"{dataset}\n{metric_header(metric)}"), justify="right")
+        header = metric_header(metric) if title else f"{dataset}\n{metric_header(metric)}"
+        table.add_column(Text(header), justify="right", no_wrap=True)
     styles = {"best": "bold", "second": "underline", "": ""}
     for method in grid.methods:
         row: list[Text] = [Text(method)]  # Text, so names are never parsed as rich markup
@@ -75,7 +79,8 @@ def to_rich(summary: pd.DataFrame) -> Table:
             if cell is None:
                 row.append(Text(MISSING))
             else:
-                row.append(Text(_cell_text(cell, grid), style=styles[cell.mark]))
+                text = _cell_text(cell, grid).replace(" ± ", "±")
+                row.append(Text(text, style=styles[cell.mark]))
         table.add_row(*row)
     return table
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crlbench.config import load_suite
+from crlbench.config import load_suite, shipped_suites
 from crlbench.errors import UserError
 from crlbench.suite import expand
 
@@ -70,3 +70,11 @@ def test_run_id_is_stable_and_changes_only_with_what_changes_results():
 def test_bad_grids_are_refused_by_name(override, expected):
     with pytest.raises(UserError, match=expected):
         specs_for(override)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_suites()))
+def test_every_shipped_suite_loads_and_expands(name):
+    cfg = load_suite(name)
+    specs = expand(cfg)
+    assert len(specs) == len(cfg.method) * len(cfg.dataset) * len(cfg.seeds)
+    assert cfg.description

@@ -1,0 +1,27 @@
+"""The README's quickstart, for real: the shipped suite on digits, on the CPU.
+
+One seed instead of two keeps it near a minute; everything else is the shipped suite.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from crlbench.cli import main
+from crlbench.store import scan
+
+
+@pytest.mark.slow
+def test_quickstart_simclr_beats_raw_and_tables_render(tmp_path, capsys):
+    store = tmp_path / "results"
+    assert main(["run", "suite=quickstart", "seeds=[0]", f"results.dir={store}"]) == 0
+    assert "simclr" in capsys.readouterr().out
+    metrics = {r["method"]: r["metrics"] for r in scan(store).records}
+    assert set(metrics) == {"raw", "simclr"}
+    for name in ("knn5_acc", "knn200_acc", "linear_acc", "kmeans_acc"):
+        assert metrics["simclr"][name] > metrics["raw"][name], name
+
+    assert main(["table", "suite=quickstart", "--format", "latex", f"results.dir={store}"]) == 0
+    latex = capsys.readouterr().out
+    simclr_row = next(line for line in latex.splitlines() if line.startswith("simclr"))
+    assert simclr_row.count("\\textbf") == 6  # best in every column

@@ -173,3 +173,50 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "crlbench"
     done = subprocess.run([str(script), "methods"], capture_output=True, text=True, check=True)
     assert "simclr" in done.stdout and "raw" in done.stdout
+
+
+NAN = """
+from dataclasses import dataclass
+from crlbench.methods.simclr import SimCLR
+
+class Nan(SimCLR):
+    '''SimCLR whose loss turns NaN at its fourth step (a planted divergence).'''
+    name = "nan"
+    calls = 0
+
+    def loss(self, views, batch):
+        out = super().loss(views, batch)
+        self.calls += 1
+        if self.calls == 4:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+"""
+
+
+def test_non_finite_loss_fails_the_run_with_step_and_terms(tiny, tmp_path, plugin_dir, capsys):
+    plugin_dir("fake-nan", {"nan": "fake_nan:Nan"}, {"fake_nan": NAN})
+    assert run("suite=quickstart", *tiny, "seeds=[0]", "method=nan") == 1
+    (rec,) = records(tmp_path / "results")
+    assert rec["status"] == "failed"
+    assert rec["error"]["type"] == "NonFiniteLoss"
+    assert rec["error"]["step"] == 3
+    assert rec["error"]["loss_terms"]["loss"] != rec["error"]["loss_terms"]["loss"]  # NaN
+    assert "non-finite loss at step 3" in rec["error"]["message"]
+
+
+def test_live_progress_on_a_terminal(tiny, tmp_path):
+    from rich.console import Console
+
+    from crlbench.config import load_suite
+    from crlbench.executors import get_executor
+    from crlbench.executors.progress import LiveProgress, make_progress
+    from crlbench.suite import expand
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    progress = make_progress(console)
+    assert isinstance(progress, LiveProgress)
+    cfg = load_suite("quickstart", [*tiny, "seeds=[0]"])
+    summary = get_executor("local").run(expand(cfg), tmp_path / "results", progress)
+    assert len(summary.ok) == 2 and summary.exit_code == 0
+    shown = console.file.getvalue()
+    assert "simclr/digits seed=0" in shown and "done in" in shown and "2 ok, 0 failed" in shown

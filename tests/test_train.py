@@ -171,3 +171,14 @@ def test_lars_scales_the_update_by_the_trust_ratio():
     opt.step()
     trust = 0.02 * 5 / 0.1
     assert torch.allclose(w.detach(), torch.tensor([3.0, 4.0 - trust * 0.1]))
+
+
+def test_compile_flag_compiles_the_backbone(monkeypatch):
+    # Inductor takes ~30 s on 2 cores, so the wiring is checked here and the real compile by
+    # `crlbench run ... train.compile=true` on a GPU; state_dict keys must stay unprefixed.
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append(self))
+    method, setup = make(epochs=1, compile=True)
+    train(method, setup)
+    assert compiled == [method.backbone]
+    assert all(not k.startswith("_orig_mod") for k in method.state_dict())

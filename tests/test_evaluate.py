@@ -32,7 +32,7 @@ from crlbench.evaluate import (
     nmi,
 )
 from crlbench.evaluate.kmeans import _kmeans_plus_plus, _lloyd, kmeans
-from crlbench.evaluate.linear import _train, stratified_split
+from crlbench.evaluate.linear import _Settings, _train, stratified_split
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -341,17 +341,9 @@ def test_probe_updates_equal_torch_optim(optimizer):
     y = torch.randint(3, (40,), generator=g)
     lrs, epochs, wd = [0.05, 0.2], 6, 0.01
     # full batches: the reshuffling does not change the gradient
-    w = _train(
-        x,
-        y,
-        lrs,
-        num_classes=3,
-        epochs=epochs,
-        batch_size=40,
-        optimizer=optimizer,
-        weight_decay=wd,
-        gen=torch.Generator().manual_seed(0),
-    )
+    settings = _Settings(num_classes=3, epochs=epochs, batch_size=40, optimizer=optimizer,
+                         weight_decay=wd, gen=torch.Generator().manual_seed(0))
+    w = _train(x, y, lrs, settings)
     for p, lr in enumerate(lrs):
         weight = torch.zeros(5, 3, requires_grad=True)
         bias = torch.zeros(1, 3, requires_grad=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,14 +64,7 @@ def linear_probe(
     x_test = test_feats.to(device).float()
     y_test = test_labels.to(device=device, dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
-    train = dict(
-        num_classes=num_classes,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        gen=gen,
-    )
+    settings = _Settings(num_classes, epochs, batch_size, optimizer, weight_decay, gen)
 
     candidates = sorted({float(lr) for lr in lrs})
     fit, val = stratified_split(y.cpu(), val_fraction, gen)
@@ -79,10 +73,10 @@ def linear_probe(
             f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep lrs"
         )
     fit, val = fit.to(device), val.to(device)
-    val_acc = _fit_and_score(x[fit], y[fit], x[val], y[val], candidates, **train)
+    val_acc = _fit_and_score(x[fit], y[fit], x[val], y[val], candidates, settings)
     best = max(range(len(candidates)), key=lambda i: (val_acc[i], -i))
     lr = candidates[best]
-    (acc,) = _fit_and_score(x, y, x_test, y_test, [lr], **train)
+    (acc,) = _fit_and_score(x, y, x_test, y_test, [lr], settings)
     return {"acc": acc, "lr": lr, "val_acc": dict(zip(candidates, val_acc, strict=True))}
 
 
@@ -111,33 +105,24 @@ def _standardise(fit: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     )
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """How every probe of one linear_probe call is trained (the RNG advances across fits)."""
+
+    num_classes: int
+    epochs: int
+    batch_size: int
+    optimizer: str
+    weight_decay: float
+    gen: torch.Generator
+
+
 def _fit_and_score(
-    x: Tensor,
-    y: Tensor,
-    x_eval: Tensor,
-    y_eval: Tensor,
-    lrs: list[float],
-    *,
-    num_classes: int,
-    epochs: int,
-    batch_size: int,
-    optimizer: str,
-    weight_decay: float,
-    gen: torch.Generator,
+    x: Tensor, y: Tensor, x_eval: Tensor, y_eval: Tensor, lrs: list[float], settings: _Settings
 ) -> list[float]:
     """Train one zero-initialised probe per lr on (x, y); their accuracies on (x_eval, y_eval)."""
     x, x_eval = _standardise(x, x_eval)
-    weights = _train(
-        x,
-        y,
-        lrs,
-        num_classes=num_classes,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        gen=gen,
-    )
+    weights = _train(x, y, lrs, settings)
     flat = weights.flatten(1)
     correct = torch.zeros(len(lrs), dtype=torch.long, device=x.device)
     for start in range(0, len(x_eval), 65536):
@@ -146,18 +131,7 @@ def _fit_and_score(
     return [int(c) / len(x_eval) for c in correct.cpu()]
 
 
-def _train(
-    x: Tensor,
-    y: Tensor,
-    lrs: list[float],
-    *,
-    num_classes: int,
-    epochs: int,
-    batch_size: int,
-    optimizer: str,
-    weight_decay: float,
-    gen: torch.Generator,
-) -> Tensor:
+def _train(x: Tensor, y: Tensor, lrs: list[float], settings: _Settings) -> Tensor:
     """Weights [D + 1, probes, classes] (last row: biases) of one probe per learning rate.
 
     The gradient of the mean cross-entropy and the Adam (Kingma & Ba 2015) / momentum-SGD
@@ -166,6 +140,8 @@ def _train(
     probes fast (on the GPU they are launch-bound). Weight decay is L2 added to the gradient,
     as torch.optim's `weight_decay`, and skips the bias row.
     """
+    num_classes, epochs, batch_size = settings.num_classes, settings.epochs, settings.batch_size
+    optimizer, weight_decay, gen = settings.optimizer, settings.weight_decay, settings.gen
     n, dim = x.shape
     num_probes = len(lrs)
     w = x.new_zeros(dim, num_probes, num_classes)

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from crlbench import registry
-from crlbench.augment import FAMILIES
+from crlbench.augment import Augmenter
 from crlbench.backbones import check_backbone_name
 from crlbench.config import to_dict
 from crlbench.data import dataset_names
@@ -101,11 +101,7 @@ def _check_names(cfg: DictConfig) -> None:
             raise UserError(
                 f"unknown dataset {name!r}; valid datasets: {', '.join(valid_datasets)}")
     check_backbone_name(cfg.backbone.name)
-    if cfg.augment.family not in FAMILIES:
-        raise UserError(
-            f"unknown augmentation family {cfg.augment.family!r}; valid families: "
-            f"{', '.join(FAMILIES)}"
-        )
+    Augmenter.from_config(cfg.augment, out_size=32)  # family and overrides, checked up front
     for name in cfg.eval.metrics:
         if name not in EVALUATORS:
             raise UserError(

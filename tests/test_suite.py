@@ -55,6 +55,7 @@ def test_run_id_is_stable_and_changes_only_with_what_changes_results():
     ("backbone.name=vgg", "unknown backbone 'vgg'; valid backbones: resnet18"),
     ("backbone.name=timm:resnett18", "unknown timm model 'resnett18'"),
     ("augment.family=fancy", "unknown augmentation family 'fancy'; valid families: .*simclr"),
+    ("augment.flip_p=2", "augment.flip_p must be a probability in \\[0, 1\\], got 2.0"),
     ("eval.metrics=[knn,magic]", "unknown evaluator 'magic'"),
     ("method_cfg.simclr.temprature=0.1", "method_cfg.simclr: unknown key 'temprature'; "
                                          "simclr's keys: temperature"),

@@ -117,6 +117,9 @@ class SuiteConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method_cfg: dict[str, Any] = field(default_factory=dict)  # per method: name -> overrides
+    # Variants: dotted config key -> values; every combination is a run (like seeds), e.g.
+    # {"method_cfg.cmc.loss": [softmax, nce]}. A method_cfg.<m> key varies only method m.
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     executor: str = "local"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -159,9 +162,43 @@ def find_suite(name_or_path: str) -> Path:
     )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader with YAML 1.2's plain scalars: `010` is ten (not octal eight),
+    `1:30` is a string (not ninety), and only true/false are booleans (not yes/no/on/off)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                           "tag:yaml.org,2002:bool")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|"
+                              r"False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+(?:_[0-9]+)*$"),
+                              list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+               r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    return int(loader.construct_scalar(node).replace("_", ""))  # base 10, always
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_decimal_int)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text safely with the plain-scalar rules of `_Loader`."""
+    return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -274,17 +311,22 @@ def _normalise_override(schema: DictConfig, item: str) -> str:
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
-    """Parse `key=value` strings into a config (values typed by YAML rules)."""
+    """Parse `key=value` strings into a config (values typed by the YAML rules of _Loader)."""
     schema = _schema()
-    items = [_normalise_override(schema, o) for o in overrides]
-    try:
-        return OmegaConf.from_dotlist(items)
-    except OmegaConfBaseException as e:
-        raise UserError(f"command line: cannot parse override: {e.msg}") from None
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(
-            f"command line: cannot parse override value in {overrides}: {problem}") from None
+    out = OmegaConf.create()
+    for item in overrides:
+        key, _, value = _normalise_override(schema, item).partition("=")
+        try:
+            parsed = parse_yaml(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise UserError(
+                f"command line: cannot parse the value of {item!r}: {problem}") from None
+        try:
+            OmegaConf.update(out, key, parsed, merge=True)
+        except OmegaConfBaseException as e:
+            raise UserError(f"command line: cannot set {key!r}: {e.msg}") from None
+    return out
 
 
 def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfig:

@@ -47,7 +47,7 @@ def test_shipped_suite_loads_and_command_line_wins():
     ("eval.cluster_split=val", "valid choices: all, test"),
     ("train=3", "'train' is a group of keys"),
     ("noequals", "is not of the form key=value"),
-    ("method=[simclr", "cannot parse override value"),
+    ("method=[simclr", "cannot parse the value of 'method=[simclr'"),
 ])
 def test_bad_overrides_are_named_in_one_line(override, expected):
     with pytest.raises(UserError) as info:
@@ -123,3 +123,24 @@ def test_seed_lists_apply_exactly_in_both_spellings(seeds):
     bracketed = load_suite(None, [f"seeds=[{','.join(map(str, seeds))}]"])
     bare = load_suite(None, [f"seeds={','.join(map(str, seeds))}"])
     assert list(bracketed.seeds) == seeds == list(bare.seeds)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("010", 10), ("1_000", 1000), ("+5", 5)])
+def test_integers_are_decimal_as_in_yaml_1_2(value, expected):
+    assert load_suite(None, [f"train.epochs={value}"]).train.epochs == expected
+
+
+@pytest.mark.parametrize("value", ["0x10", "0o10", "1:30", "yes", "0_", "."])
+def test_yaml_1_1_surprises_are_refused_not_reinterpreted(value):
+    with pytest.raises(UserError, match="'train.epochs' must be an integer"):
+        load_suite(None, [f"train.epochs={value}"])
+
+
+def test_suite_files_follow_the_same_scalar_rules(tmp_path: Path):
+    path = tmp_path / "octal.yaml"
+    path.write_text("train:\n  epochs: 010\n  batch_size: 1:30\n")
+    with pytest.raises(UserError, match="'train.batch_size' must be an integer, got '1:30'"):
+        load_suite(str(path))
+    path.write_text("train:\n  epochs: 010\n")
+    assert load_suite(str(path)).train.epochs == 10

@@ -30,6 +30,9 @@ class RunContext:
     seed: int
     image_size: int
     channels: int
+    # per-channel mean and std that normalised the images (to recover [0, 1] pixels, e.g. Lab)
+    input_mean: tuple[float, ...] = ()
+    input_std: tuple[float, ...] = ()
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Method(nn.Module):
     num_views: ClassVar[int] = 2
     #: False for methods with nothing to learn (the harness then skips training)
     trainable: ClassVar[bool] = True
+    #: image channel counts the method accepts (None: any); checked before a suite runs
+    input_channels: ClassVar[tuple[int, ...] | None] = None
 
     @dataclass
     class Config:

@@ -9,6 +9,7 @@ same run_id compute the same thing, so a finished record lets the executor skip 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,8 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import check_backbone_name
-from crlbench.config import to_dict
-from crlbench.data import dataset_names
+from crlbench.config import SuiteConfig, check_choices, to_dict
+from crlbench.data import dataset_channels, dataset_names
 from crlbench.errors import UserError
 from crlbench.evaluate import EVALUATORS
 
@@ -100,6 +101,15 @@ def _check_names(cfg: DictConfig) -> None:
         if name not in valid_datasets:
             raise UserError(
                 f"unknown dataset {name!r}; valid datasets: {', '.join(valid_datasets)}")
+    for method in cfg.method:
+        accepts = registry.methods.get(method).input_channels
+        for name in cfg.dataset:
+            channels = dataset_channels(name, cfg.data.folders)
+            if accepts is not None and channels not in accepts:
+                raise UserError(
+                    f"method {method!r} needs images with {' or '.join(map(str, accepts))} "
+                    f"channels; dataset {name!r} has {channels} (drop one of them from the suite)"
+                )
     check_backbone_name(cfg.backbone.name)
     Augmenter.from_config(cfg.augment, out_size=32)  # family and overrides, checked up front
     for name in cfg.eval.metrics:
@@ -133,34 +143,67 @@ def _check_values(cfg: DictConfig) -> None:
         raise UserError(f"'eval.knn_k' values must be at least 1, got {list(cfg.eval.knn_k)}")
 
 
+_NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",
+              "executor", "device")
+
+
+def _variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
+    """The sweep's combinations that concern `method` (its own method_cfg keys and all others)."""
+    keys = []
+    for key in sorted(cfg.sweep):
+        top = key.split(".")[0]
+        if top in _NOT_SWEPT:
+            raise UserError(f"sweep cannot vary '{key}'; list values of {top} directly instead")
+        if len(cfg.sweep[key]) == 0:
+            raise UserError(f"sweep.{key} lists no values")
+        if top != "method_cfg" or key.split(".")[1:2] == [method]:
+            keys.append(key)
+    values = [list(cfg.sweep[k]) for k in keys]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def _apply(cfg: DictConfig, variant: dict[str, Any]) -> DictConfig:
+    """The suite config with one variant's values set (type-checked like an override)."""
+    if not variant:
+        return cfg
+    out = OmegaConf.create(to_dict(cfg), flags={"readonly": False})
+    out = OmegaConf.merge(OmegaConf.structured(SuiteConfig), out)
+    for key, value in variant.items():
+        try:
+            OmegaConf.update(out, key, value, merge=False)
+        except OmegaConfBaseException as e:
+            raise UserError(f"sweep.{key}: cannot set {value!r}: "
+                            f"{str(e).strip().splitlines()[0]}") from None
+    check_choices(out)
+    return out
+
+
 def expand(cfg: DictConfig) -> list[RunSpec]:
-    """All runs of a suite in a stable order: method, then dataset, then seed."""
+    """All runs of a suite in a stable order: method, dataset, variant, then seed."""
     _check_names(cfg)
     _check_values(cfg)
-    plain = to_dict(cfg)
-    method_cfgs = {m: method_config(m, plain["method_cfg"].get(m)) for m in cfg.method}
     specs = []
     for method in cfg.method:
         trainable = registry.methods.get(method).trainable
-        for dataset in cfg.dataset:
-            for seed in cfg.seeds:
-                run_cfg = {
-                    "method": method,
-                    "method_cfg": method_cfgs[method],
-                    "dataset": dataset,
-                    "seed": int(seed),
-                    "variant": {},
-                    "backbone": plain["backbone"],
-                    "augment": plain["augment"],
-                    "train": plain["train"],
-                    "eval": plain["eval"],
-                    "data": plain["data"],
-                    "device": plain["device"],
-                }
-                hashed = _hashed_part(run_cfg, trainable)
-                specs.append(RunSpec(
-                    suite=cfg.name, method=method, dataset=dataset, seed=int(seed),
-                    config=run_cfg, run_id=run_id_of(hashed),
-                    config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
-                ))
-    return specs
+        for variant in _variants(cfg, method):
+            run = _apply(cfg, variant)
+            _check_values(run)
+            plain = to_dict(run)
+            method_cfg = method_config(method, plain["method_cfg"].get(method))
+            for dataset in cfg.dataset:
+                for seed in cfg.seeds:
+                    run_cfg = {
+                        "method": method, "method_cfg": method_cfg, "dataset": dataset,
+                        "seed": int(seed), "variant": variant, "backbone": plain["backbone"],
+                        "augment": plain["augment"], "train": plain["train"],
+                        "eval": plain["eval"], "data": plain["data"], "device": plain["device"],
+                    }
+                    hashed = _hashed_part(run_cfg, trainable)
+                    specs.append(RunSpec(
+                        suite=cfg.name, method=method, dataset=dataset, seed=int(seed),
+                        config=run_cfg, run_id=run_id_of(hashed), variant=variant,
+                        config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
+                    ))
+    order = {m: i for i, m in enumerate(cfg.method)}
+    datasets = {d: i for i, d in enumerate(cfg.dataset)}
+    return sorted(specs, key=lambda s: (order[s.method], datasets[s.dataset]))

@@ -47,7 +47,8 @@ def _context(num_clusters: int, batch_size: int, image_size: int, channels: int,
     return RunContext(feature_dim=feature_dim, num_classes=num_clusters,
                       num_clusters=num_clusters, dataset_size=4 * batch_size,
                       device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
-                      seed=0, image_size=image_size, channels=channels)
+                      seed=0, image_size=image_size, channels=channels,
+                      input_mean=(0.5,) * channels, input_std=(0.25,) * channels)
 
 
 def _build(cls: type, cfg: Any, ctx: RunContext, width: int) -> Method:
@@ -159,6 +160,9 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
         raise MethodCheckError(f"{cls!r} must be a class that subclasses crlbench.Method")
     if not isinstance(cls.name, str) or not cls.name:
         raise _fail(cls, "set the class attribute `name` to the method's registry name")
+    if cls.input_channels is not None and channels not in cls.input_channels:
+        raise ValueError(f"{cls.__name__} accepts {cls.input_channels} input channels; "
+                         f"call check_method with one of them, not channels={channels}")
     cfg = _check_config(cls)
     if config:
         cfg = dataclasses.replace(cfg, **config)

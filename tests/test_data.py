@@ -30,7 +30,8 @@ from crlbench.data import (
 )
 from crlbench.errors import UserError
 
-BUILTINS = ["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar20", "stl10"]
+BUILTINS = ["digits", "digits_rgb", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar20",
+            "stl10"]
 
 
 @pytest.fixture(autouse=True)
@@ -547,3 +548,23 @@ def test_image_data_checks_its_shape():
         _ = data.image_size
     with pytest.raises(ValueError, match="labels must be int64"):
         ImageData("x", images, labels.int(), images, labels, num_classes=1)
+
+
+def test_digits_rgb_paints_the_digits_split_in_colour():
+    grey = load_dataset("digits", root="/nonexistent")
+    rgb = load_dataset("digits_rgb", root="/nonexistent")
+    assert rgb.train_images.shape == (len(grey.train_images), 3, 8, 8)
+    assert torch.equal(rgb.train_labels, grey.train_labels)
+    assert torch.equal(rgb.test_labels, grey.test_labels)
+    clear_cache()
+    assert torch.equal(load_dataset("digits_rgb", root="/nonexistent").test_images,
+                       rgb.test_images)  # the colours are fixed, not random per load
+    # ink pixels are brighter than background pixels in every channel of every image
+    ink = grey.train_images[:, 0] == 255
+    blank = grey.train_images[:, 0] == 0
+    pixels = rgb.train_images.float()
+    for i in range(0, len(pixels), 97):
+        if ink[i].any() and blank[i].any():
+            assert (pixels[i][:, ink[i]].min(dim=1).values
+                    > pixels[i][:, blank[i]].max(dim=1).values).all()
+    assert check_available("digits_rgb", root="/nonexistent") is None

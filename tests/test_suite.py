@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from crlbench.config import load_suite, shipped_suites
 from crlbench.errors import UserError
-from crlbench.suite import expand
+from crlbench.suite import _variants, expand
 
 
 def specs_for(*overrides: str):
@@ -67,6 +69,7 @@ def test_run_id_is_stable_and_changes_only_with_what_changes_results():
     ("seeds=[1,1]", "'seeds' lists a value twice"),
     ("train.optimizer.lr=0", "'train.optimizer.lr' must be positive"),
     ("name=../escape", "suite name '../escape' must be"),
+    ("method=cmc", "method 'cmc' needs images with 3 channels; dataset 'digits' has 1"),
 ])
 def test_bad_grids_are_refused_by_name(override, expected):
     with pytest.raises(UserError, match=expected):
@@ -77,5 +80,41 @@ def test_bad_grids_are_refused_by_name(override, expected):
 def test_every_shipped_suite_loads_and_expands(name):
     cfg = load_suite(name)
     specs = expand(cfg)
-    assert len(specs) == len(cfg.method) * len(cfg.dataset) * len(cfg.seeds)
+    variants = sum(len(_variants(cfg, m)) for m in cfg.method)
+    assert len(specs) == variants * len(cfg.dataset) * len(cfg.seeds)
     assert cfg.description
+
+
+def test_sweep_varies_any_key_and_method_keys_only_their_method():
+    specs = specs_for("seeds=[0,1]", "sweep={method_cfg.simclr.temperature: [0.1, 0.5], "
+                                     "train.epochs: [1, 2]}")
+    simclr = [s for s in specs if s.method == "simclr"]
+    raw = [s for s in specs if s.method == "raw"]
+    assert len(simclr) == 2 * 2 * 2  # temperature x epochs x seeds
+    assert len(raw) == 2 * 2  # epochs x seeds: raw has no temperature to vary
+    assert {(s.variant["method_cfg.simclr.temperature"], s.variant["train.epochs"])
+            for s in simclr} == {(0.1, 1), (0.1, 2), (0.5, 1), (0.5, 2)}
+    for s in simclr:
+        assert s.config["method_cfg"]["temperature"] == s.variant["method_cfg.simclr.temperature"]
+        assert s.config["train"]["epochs"] == s.variant["train.epochs"]
+        assert s.config["variant"] == s.variant
+    assert len({s.run_id for s in specs}) == len(specs)
+    # seeds of one variant share a config_id; variants do not
+    assert len({s.config_id for s in simclr}) == 4
+    # the variant is hashed even where it changes nothing (raw ignores epochs), so each run
+    # stays what the sweep asked for
+    assert len({s.run_id for s in raw}) == 4
+
+
+@pytest.mark.parametrize(("sweep", "expected"), [
+    ("{train.epochz: [1]}", "sweep.train.epochz: cannot set 1"),
+    ("{train.epochs: [1, abc]}", "sweep.train.epochs: cannot set 'abc'"),
+    ("{train.epochs: [0]}", "'train.epochs' must be at least 1"),
+    ("{train.optimizer.name: [sgd, rmsprop]}", "'train.optimizer.name' is 'rmsprop'"),
+    ("{method_cfg.simclr.temp: [1]}", "method_cfg.simclr: unknown key 'temp'"),
+    ("{seeds: [[1]]}", "sweep cannot vary 'seeds'"),
+    ("{train.epochs: []}", "sweep.train.epochs lists no values"),
+])
+def test_bad_sweeps_are_refused(sweep, expected):
+    with pytest.raises(UserError, match=re.escape(expected)):
+        specs_for(f"sweep={sweep}")

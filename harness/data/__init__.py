@@ -13,6 +13,7 @@ from __future__ import annotations
 from crlbench.data.api import (
     check_available,
     clear_cache,
+    dataset_channels,
     dataset_names,
     load_dataset,
     resize_data,
@@ -28,6 +29,7 @@ __all__ = [
     "MissingDataError",
     "check_available",
     "clear_cache",
+    "dataset_channels",
     "dataset_names",
     "load_dataset",
     "resize_data",

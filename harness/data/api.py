@@ -29,6 +29,12 @@ def dataset_names(folders: Mapping[str, str] | None = None) -> list[str]:
     return [*DATASETS, *sorted(folders)]
 
 
+def dataset_channels(name: str, folders: Mapping[str, str] | None = None) -> int:
+    """Channels of a dataset's images without loading it (ImageFolder trees are read as RGB)."""
+    _resolve(name, folders)
+    return 3 if folders and name in folders else DATASETS[name].channels
+
+
 def _resolve(name: str, folders: Mapping[str, str] | None) -> None:
     valid = dataset_names(folders)
     if name not in valid:

@@ -36,7 +36,8 @@ def row_label(record: Record) -> str:
     variant = record.get("variant") or {}
     if not variant:
         return record["method"]
-    items = ", ".join(f"{key}={value}" for key, value in sorted(variant.items()))
+    # a swept config key is shown by its last part: method_cfg.cmc.loss=nce -> loss=nce
+    items = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sorted(variant.items()))
     return f"{record['method']} ({items})"
 
 

@@ -33,7 +33,7 @@ from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
 from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
 from crlbench.suite import RunSpec
-from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
+from crlbench.train import TrainResult, TrainSetup, derive_seed, steps_per_epoch, train
 
 # keep a dataset on the GPU when it takes at most this share of the free memory
 GPU_DATA_FRACTION = 0.25
@@ -78,6 +78,21 @@ def embed(method: Method, images: Tensor, prepare, batch_size: int, device: torc
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out.append(method.features(x).float())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def embed_views(method: Method, images: Tensor, augmenter: Augmenter, prepare, batch_size: int,
+                device: torch.device, amp: bool, seed: int) -> tuple[Tensor, Tensor]:
+    """Features of two augmented views of every image (for alignment), seeded."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    first, second = [], []
+    for start in range(0, len(images), batch_size):
+        views = augmenter(images[start:start + batch_size].to(device), 2, gen)
+        a, b = (embed(method, v, prepare, len(v), device, amp) for v in views)
+        first.append(a)
+        second.append(b)
+    return torch.cat(first), torch.cat(second)
 
 
 @torch.no_grad()
@@ -213,13 +228,14 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             num_clusters=int(spec.variant.get("k", data.num_classes)),
             dataset_size=len(pretrain), device=device, total_steps=per_epoch * cfg.train.epochs,
             steps_per_epoch=per_epoch, epochs=cfg.train.epochs, seed=spec.seed,
-            image_size=data.image_size, channels=data.channels)
+            image_size=data.image_size, channels=data.channels,
+            input_mean=tuple(mean), input_std=tuple(std))
         method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
 
     amp = device.type == "cuda" and cfg.train.precision != "fp32"
+    augmenter = Augmenter.from_config(cfg.augment, data.image_size)
+    record["augment"] = augmenter.describe()
     if cls.trainable:
-        augmenter = Augmenter.from_config(cfg.augment, data.image_size)
-        record["augment"] = augmenter.describe()
         setup = TrainSetup(images=train_images, augment=augmenter, prepare=prepare,
                            cfg=cfg.train, seed=spec.seed, device=device,
                            checkpoint_dir=checkpoint_dir(path),
@@ -243,6 +259,9 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
         feats, labels = cluster_split(emb, cfg.eval.cluster_split)
         emb.head_logits = head_logits(method, feats, eb)
         emb.cluster_labels = labels
+        if "geometry" in cfg.eval.metrics:
+            emb.view_pairs = embed_views(method, data.test_images, augmenter, prepare, eb,
+                                         device, amp, seed=derive_seed(spec.seed, 1, 7))
     with timer.phase("evaluate"):
         result_eval = evaluate(emb, cfg.eval, seed=spec.seed)
     record["metrics"] = result_eval.metrics

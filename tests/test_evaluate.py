@@ -454,3 +454,29 @@ def test_cluster_split():
         cluster_split(emb, "train")
     result = evaluate(emb, _cfg(metrics=["kmeans"], cluster_split="test"), seed=0)
     assert result.details["kmeans"]["split"] == "test"
+
+
+def test_geometry_evaluator_scores_view_pairs_and_test_uniformity(monkeypatch):
+    from crlbench.evaluate import evaluators
+    from crlbench.evaluate.geometry import alignment, uniformity
+
+    emb = _embeddings(heads=False)
+    g = torch.Generator().manual_seed(1)
+    view_a = emb.test + 0.1 * torch.randn(emb.test.shape, generator=g)
+    view_b = emb.test + 0.1 * torch.randn(emb.test.shape, generator=g)
+    emb.view_pairs = (view_a, view_b)
+    result = evaluate(emb, _cfg(metrics=["geometry"]), seed=0)
+    assert result.metrics == {"align": pytest.approx(alignment(view_a, view_b).item()),
+                              "uniform": pytest.approx(uniformity(emb.test).item())}
+    # above the sample size, uniformity is measured on a seeded subset
+    monkeypatch.setattr(evaluators, "UNIFORMITY_SAMPLE", 10)
+    first = evaluate(emb, _cfg(metrics=["geometry"]), seed=3)
+    again = evaluate(emb, _cfg(metrics=["geometry"]), seed=3)
+    assert first.details["geometry"]["uniformity_points"] == 10
+    assert first.metrics == again.metrics
+    assert first.metrics["uniform"] != result.metrics["uniform"]
+
+
+def test_geometry_without_views_is_an_error():
+    with pytest.raises(ValueError, match="view_pairs"):
+        evaluate(_embeddings(heads=False), _cfg(metrics=["geometry"]), seed=0)

@@ -10,6 +10,9 @@ details holds what explains them (the chosen LR, the k-means inertia). Metric na
           (not L2-normalised) features of cfg.cluster_split
 - heads:  head{i}_k{K}_acc/_nmi/_ari for every cluster head i with K columns, and head_acc,
           head_nmi, head_ari for the first head with K = num_classes; nothing without heads
+- geometry: align (alignment of two augmented views of the test images) and uniform
+          (uniformity of the test features, on a seeded sample of at most 10,000), see
+          geometry.py
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from .clustering import cluster_scores
+from .geometry import alignment, uniformity
 from .kmeans import kmeans
 from .knn import knn_accuracy
 from .linear import linear_probe
@@ -42,6 +46,8 @@ class Embeddings:
     head_logits: list[Tensor] = field(default_factory=list)
     # Labels of the clustering split: train+test for "all", test for "test".
     cluster_labels: Tensor | None = None
+    # Features of two augmented views of every test image (for alignment), row-aligned.
+    view_pairs: tuple[Tensor, Tensor] | None = None
 
 
 @dataclass
@@ -133,11 +139,29 @@ def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], 
     return metrics, {}
 
 
+UNIFORMITY_SAMPLE = 10_000  # pairs grow quadratically; 10k points give 5e7 pairs
+
+
+def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    if emb.view_pairs is None:
+        raise ValueError("the geometry evaluator needs Embeddings.view_pairs (two augmented views)")
+    with torch.no_grad():
+        align = float(alignment(*emb.view_pairs))
+        feats = emb.test
+        if len(feats) > UNIFORMITY_SAMPLE:
+            gen = torch.Generator().manual_seed(seed)
+            pick = torch.randperm(len(feats), generator=gen)[:UNIFORMITY_SAMPLE]
+            feats = feats[pick.to(feats.device)]
+        uniform = float(uniformity(feats))
+    return {"align": align, "uniform": uniform}, {"uniformity_points": len(feats)}
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "knn": eval_knn,
     "linear": eval_linear,
     "kmeans": eval_kmeans,
     "heads": eval_heads,
+    "geometry": eval_geometry,
 }
 
 

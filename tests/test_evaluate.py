@@ -34,16 +34,7 @@ from crlbench.evaluate import (
 from crlbench.evaluate.kmeans import _kmeans_plus_plus, _lloyd, kmeans
 from crlbench.evaluate.linear import _Settings, _train, stratified_split
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tensors here are tiny: intra-op threads only add synchronisation, which costs up to
-    # 100x on a loaded 2-core CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ---------------------------------------------------------------- clustering metrics
 

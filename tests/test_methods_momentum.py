@@ -26,6 +26,8 @@ from crlbench.protocol import Batch, RunContext
 from crlbench.testing import check_method
 from crlbench.train import TrainSetup, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 METHODS = [MoCoV2, MoCoV3, BYOL]
 SCHEDULED = [MoCoV3, BYOL]  # momentum raised to 1 along a cosine
 SMALL = {
@@ -34,16 +36,6 @@ SMALL = {
     BYOL: {"proj_hidden_dim": 64, "pred_hidden_dim": 64, "proj_dim": 16},
 }
 TOTAL = 8  # ctx.total_steps of the methods built here
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tensors here are tiny: extra intra-op threads only add synchronisation, which costs
-    # seconds per test when the cores are shared with other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def build(cls, total_steps: int = TOTAL, **overrides):
@@ -64,7 +56,7 @@ BATCH = Batch(indices=torch.arange(16))
 
 
 def target_of(method) -> nn.Module:
-    return method.target if isinstance(method, BYOL) else method.momentum_encoder
+    return (method.target if isinstance(method, BYOL) else method.momentum_encoder).net
 
 
 def online_of(method) -> nn.Module:
@@ -128,7 +120,7 @@ def test_target_starts_equal_registered_and_outside_the_optimizer(cls):
     for (name, t), o in zip(target.state_dict().items(), online.state_dict().values(),
                             strict=True):
         assert torch.equal(t, o), name
-    assert target in list(method.children())
+    assert target in list(method.modules())  # registered, so state_dict and .to() reach it
     assert all(not p.requires_grad for p in target.parameters())
     trainable = {id(p) for g in default_param_groups(method, True) for p in g["params"]}
     assert trainable.isdisjoint(id(p) for p in target.parameters())

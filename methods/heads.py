@@ -23,3 +23,9 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2,
     if last_bn:
         blocks.append(nn.BatchNorm1d(out_dim, affine=False))
     return nn.Sequential(*blocks)
+
+
+def cluster_head(in_dim: int, hidden_dim: int, clusters: int) -> nn.Sequential:
+    """A cluster head: Linear-BN-ReLU then Linear to `clusters` logits (CC, PICA, C2BIN); apply
+    a softmax for assignment probabilities."""
+    return mlp(in_dim, hidden_dim, clusters)

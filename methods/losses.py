@@ -14,9 +14,9 @@ from torch import Tensor
 from crlbench.evaluate.geometry import alignment, uniformity
 from crlbench.precision import full_precision
 
-__all__ = ["alignment", "info_nce", "nce", "normalized_mse", "nt_xent", "spring",
-           "swapped_prediction", "triplet_margin", "uniformity", "vicreg_covariance",
-           "vicreg_invariance", "vicreg_variance"]
+__all__ = ["alignment", "cluster_contrast", "cluster_mass_entropy", "info_nce", "nce",
+           "normalized_mse", "nt_xent", "spring", "swapped_prediction", "triplet_margin",
+           "uniformity", "vicreg_covariance", "vicreg_invariance", "vicreg_variance"]
 
 
 def _pairwise_check(name: str, a: Tensor, b: Tensor) -> None:
@@ -163,3 +163,22 @@ def spring(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) ->
     dist = torch.sqrt((a_n - n).pow(2).sum(dim=-1) + 1e-12)
     push = F.relu(margin - dist).pow(2)
     return 0.5 * (pull.mean() + push.mean())
+
+
+@full_precision
+def cluster_mass_entropy(probs: Tensor) -> Tensor:
+    """Entropy H(m) of the cluster mass m_k = mean over the batch of p(k | x) (CC, Li et al.
+    2021, eq. 5; PICA, Huang et al. 2020). It is log K for balanced assignments and 0 when every
+    sample goes to one cluster; clustering losses subtract it to keep clusters from emptying."""
+    mass = probs.float().mean(dim=0)
+    return -(mass * torch.log(mass.clamp_min(1e-12))).sum()
+
+
+def cluster_contrast(probs1: Tensor, probs2: Tensor, temperature: float) -> Tensor:
+    """Cluster-level contrast (CC, Li et al. 2021, eq. 4-6): column k of the [B, K] assignment
+    matrix of one view (cluster k's assignment vector over the batch) is the positive of column
+    k of the other view; the other 2K - 2 columns are negatives. NT-Xent over the 2K columns."""
+    if probs1.shape != probs2.shape or probs1.ndim != 2:
+        raise ValueError(f"cluster_contrast needs two [B, K] tensors of one shape, got "
+                         f"{probs1.shape}, {probs2.shape}")
+    return nt_xent(probs1.T, probs2.T, temperature)

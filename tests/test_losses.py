@@ -12,6 +12,8 @@ from crlbench.methods.banks import FeatureQueue, MemoryBank
 from crlbench.methods.ema import cosine_momentum, ema_update, frozen_copy
 from crlbench.methods.losses import (
     alignment,
+    cluster_contrast,
+    cluster_mass_entropy,
     info_nce,
     nce,
     normalized_mse,
@@ -180,3 +182,30 @@ def test_losses_run_in_float32_inside_bf16_autocast():
     for x, y in zip(exact, inside, strict=True):
         assert y.dtype == torch.float32
         assert torch.equal(x, y)
+
+
+def test_cluster_mass_entropy_of_balanced_and_collapsed_assignments():
+    k = 4
+    balanced = torch.eye(k).repeat(3, 1)  # every cluster gets a quarter of the batch
+    assert cluster_mass_entropy(balanced).item() == pytest.approx(math.log(k))
+    collapsed = torch.zeros(12, k)
+    collapsed[:, 2] = 1.0  # all samples in one cluster
+    assert cluster_mass_entropy(collapsed).item() == pytest.approx(0.0, abs=1e-6)
+    # the entropy term pushes back against collapse: its gradient moves mass to empty clusters
+    logits = torch.zeros(12, k)
+    logits[:, 2] = 5.0
+    logits.requires_grad_(True)
+    (-cluster_mass_entropy(torch.softmax(logits, dim=1))).backward()
+    grad = logits.grad.mean(dim=0)
+    assert grad[2] > 0 and (grad[[0, 1, 3]] < 0).all()  # descent lowers cluster 2, raises others
+
+
+def test_cluster_contrast_is_nt_xent_over_columns():
+    p1 = torch.softmax(torch.randn(16, 5, generator=GEN), dim=1)
+    p2 = torch.softmax(torch.randn(16, 5, generator=GEN), dim=1)
+    assert cluster_contrast(p1, p2, 1.0).item() == pytest.approx(nt_xent(p1.T, p2.T, 1.0).item())
+    # one-hot, balanced, identical assignments: column k's positive has cosine 1, the other
+    # 2K - 2 columns are orthogonal to it
+    onehot = torch.eye(5).repeat(2, 1)
+    expected = -math.log(math.e / (math.e + 2 * 5 - 2))
+    assert cluster_contrast(onehot, onehot, 1.0).item() == pytest.approx(expected, rel=1e-6)

@@ -103,7 +103,7 @@ def _print_table(console: Console, store: Path, suite: str, run_ids: set[str]) -
 
     records = [r for r in scan(store, [suite]).records if r["run_id"] in run_ids]
     if any(r["status"] == "ok" for r in records):
-        console.print(render(summarize(records), "terminal"))
+        console.print(render(summarize(records), "terminal", width=console.width))
 
 
 def _parse_filters(items: list[str]) -> dict[str, list[str]]:
@@ -137,7 +137,7 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
                         metrics=filters.get("metric"), methods=filters.get("method"))
     for warning in mixed_configs(found.records):
         err.print(f"warning: {warning}", markup=False, highlight=False)
-    out = render(summary, args.format)
+    out = render(summary, args.format, width=console.width)
     if args.output:
         if not isinstance(out, str):
             out = _as_text(out)

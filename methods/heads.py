@@ -6,18 +6,22 @@ from torch import nn
 
 
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2,
-        last_bn: bool = False) -> nn.Sequential:
+        last_bn: bool = False, hidden_bn: bool = True) -> nn.Sequential:
     """Linear-BN-ReLU blocks then a final Linear (optionally followed by a BN without affine).
 
-    SimCLR's projection head is `mlp(d, d, 128)`; BYOL-style heads use other widths.
+    SimCLR's projection head is `mlp(d, d, 128)`; BYOL-style heads use other widths. With
+    `hidden_bn=False` the hidden blocks are Linear-ReLU (MoCo v2's and CC's heads).
     """
     if layers < 1:
         raise ValueError("an MLP needs at least one layer")
     blocks: list[nn.Module] = []
     dim = in_dim
     for _ in range(layers - 1):
-        blocks += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                   nn.ReLU(inplace=True)]
+        if hidden_bn:
+            blocks += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim)]
+        else:
+            blocks.append(nn.Linear(dim, hidden_dim))
+        blocks.append(nn.ReLU(inplace=True))
         dim = hidden_dim
     blocks.append(nn.Linear(dim, out_dim, bias=not last_bn))
     if last_bn:
@@ -25,7 +29,8 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, *, layers: int = 2,
     return nn.Sequential(*blocks)
 
 
-def cluster_head(in_dim: int, hidden_dim: int, clusters: int) -> nn.Sequential:
-    """A cluster head: Linear-BN-ReLU then Linear to `clusters` logits (CC, PICA, C2BIN); apply
-    a softmax for assignment probabilities."""
-    return mlp(in_dim, hidden_dim, clusters)
+def cluster_head(in_dim: int, hidden_dim: int, clusters: int, *,
+                 batchnorm: bool = True) -> nn.Sequential:
+    """A cluster head: Linear-(BN)-ReLU then Linear to `clusters` logits (CC, PICA, C2BIN);
+    apply a softmax for assignment probabilities."""
+    return mlp(in_dim, hidden_dim, clusters, hidden_bn=batchnorm)

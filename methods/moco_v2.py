@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from crlbench.methods.banks import FeatureQueue
 from crlbench.methods.ema import EMATarget
+from crlbench.methods.heads import mlp
 from crlbench.methods.losses import info_nce
 from crlbench.protocol import Batch, Method
 
@@ -51,9 +52,7 @@ class MoCoV2(Method):
 
     def __init__(self, backbone, ctx, cfg: Config):
         super().__init__(backbone, ctx, cfg)
-        self.projector = nn.Sequential(nn.Linear(ctx.feature_dim, cfg.proj_hidden_dim),
-                                       nn.ReLU(inplace=True),
-                                       nn.Linear(cfg.proj_hidden_dim, cfg.proj_dim))
+        self.projector = mlp(ctx.feature_dim, cfg.proj_hidden_dim, cfg.proj_dim, hidden_bn=False)
         self.momentum_encoder = EMATarget(self._online(), cfg.momentum, ctx.total_steps,
                                           cosine=False)
         self.queue = FeatureQueue(cfg.queue_size, cfg.proj_dim)

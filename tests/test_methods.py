@@ -30,7 +30,7 @@ def test_every_builtin_method_passes_on_grayscale(name):
 
 def test_builtins_are_all_registered():
     assert set(BUILTINS) == {"raw", "simclr", "moco_v2", "moco_v3", "byol", "swav", "vicreg",
-                             "npid", "cmc"}
+                             "npid", "cmc", "deepcluster", "pica", "cc", "rcc", "c2bin", "cueco"}
 
 
 def test_nt_xent_against_a_loop_over_anchors():

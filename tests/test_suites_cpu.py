@@ -48,3 +48,22 @@ def test_losses_cpu_sweeps_the_four_cmc_losses(tmp_path, capsys):
     for name, record in losses.items():
         assert record["config"]["method_cfg"]["loss"] == name
         assert record["metrics"]["align"] >= 0 and record["metrics"]["uniform"] <= 0
+
+
+@pytest.mark.slow
+def test_clustering_cpu_scores_heads_and_kmeans_for_every_method(tmp_path, capsys):
+    store = tmp_path / "results"
+    assert main(["run", "suite=clustering_cpu", *SHORT, f"results.dir={store}"]) == 0
+    frame = table_csv(store, "clustering_cpu", capsys)
+    methods = set(load_suite("clustering_cpu").method)
+    assert set(frame["method"]) == methods
+    kmeans = {"kmeans_acc", "kmeans_nmi", "kmeans_ari"}
+    heads = {"head_acc", "head_nmi", "head_ari"}
+    for method in methods:
+        shown = set(frame[frame["method"] == method]["metric"])
+        assert kmeans <= shown, method
+        # every method with a cluster head has it scored; raw and simclr have none
+        assert (heads <= shown) == (method not in {"raw", "simclr"}), method
+    c2bin = next(r for r in scan(store).records if r["method"] == "c2bin")
+    assert {"head0_k10_acc", "head1_k40_acc", "head2_k160_acc"} <= set(c2bin["metrics"])
+    assert c2bin["cluster_split"] == "all"

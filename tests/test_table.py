@@ -399,3 +399,28 @@ def test_rich_table_with_one_dataset_names_it_in_the_title(tiny):
 def test_unknown_format_is_a_user_error(tiny):
     with pytest.raises(UserError, match=r"unknown table format 'html'.*terminal, markdown"):
         render(tiny, "html")
+
+
+def test_per_head_metrics_are_shown_only_when_asked_for():
+    runs = [record("c2bin", "digits", s, {"head_acc": 0.7, "head0_k10_acc": 0.7,
+                                          "head1_k40_acc": 0.3, "kmeans_acc": 0.8})
+            for s in SEEDS]
+    assert set(summarize(runs)["metric"]) == {"head_acc", "kmeans_acc"}
+    asked = summarize(runs, metrics=["head1_k40_acc"])
+    assert list(asked["metric"]) == ["head1_k40_acc"]
+
+
+def test_wide_terminal_tables_split_into_tables_that_fit():
+    metrics = {f"m{i}_acc": 0.5 + i / 100 for i in range(12)}
+    runs = [record(m, "digits", s, metrics) for m in ("a_long_method_name", "b") for s in SEEDS]
+    summary = summarize(runs)
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(render(summary, "terminal", width=70))
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 70
+    text = "\n".join(lines)
+    assert all(f"m{i}_acc" in text for i in range(12))  # every column is somewhere
+    assert text.count("a_long_method_name") >= 2  # each part repeats the method column
+    # without a width (or wide enough), one table
+    assert isinstance(render(summary, "terminal"), Table)
+    assert isinstance(render(summary, "terminal", width=500), Table)

@@ -26,6 +26,13 @@ DEFAULT_ORDER = (
     "head_ari",
 )
 LOWER_IS_BETTER = frozenset({"align", "uniform"})
+# Per-head scores (head0_k10_acc, head2_k160_nmi, ...) are recorded for every head; tables show
+# them only when a metric filter names them, since head_* already scores the K = C head.
+_PER_HEAD = re.compile(r"^head\d+_k\d+_")
+
+
+def is_per_head(name: str) -> bool:
+    return bool(_PER_HEAD.match(name))
 
 _LABELS = {
     "knn5_acc": "kNN-5",

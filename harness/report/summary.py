@@ -8,6 +8,9 @@ name, plus its variant as `name (k=v, ...)` with the items sorted by key.
 with different run_ids (different configs) are both kept, so such a cell has `n` larger than
 its number of seeds. `std` is the sample standard deviation (ddof=1), NaN when n == 1.
 
+Per-head metrics (`head{i}_k{K}_*`, recorded for every cluster head) are left out unless a
+metric filter names them; `head_*` already scores the head whose K is the number of classes.
+
 Order (carried by ordered categoricals in the method, dataset and metric columns, so renderers
 keep it): what a filter lists comes in the filter's order. Without a filter, methods are
 alphabetical with `raw` last (it is the floor the others are read against), datasets are
@@ -23,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from crlbench.errors import UserError
-from crlbench.report.metrics import default_metric_order
+from crlbench.report.metrics import default_metric_order, is_per_head
 
 COLUMNS = ("method", "dataset", "metric", "mean", "std", "n")
 FLOOR_METHOD = "raw"
@@ -137,6 +140,8 @@ def summarize(
     if metrics is not None:
         _check_known("metric", metrics, set(long["metric"]))
         long = long[long["metric"].isin(metrics)]
+    elif not long["metric"].map(is_per_head).all():
+        long = long[~long["metric"].map(is_per_head)]
 
     order = {
         "method": _method_order(long, methods),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pandas as pd
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -60,32 +61,65 @@ def to_csv(summary: pd.DataFrame) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def to_rich(summary: pd.DataFrame) -> Table:
-    """A rich Table for the terminal: best per column bold, second underlined."""
+_STYLES = {"best": "bold", "second": "underline", "": ""}
+_BORDERS = 3  # a rich column costs its text plus two spaces of padding and one rule
+
+
+def _terminal_cells(grid: Grid, column) -> dict[str, Text]:
+    cells = {}
+    for method in grid.methods:
+        cell = grid.cell(method, column)
+        cells[method] = (Text(MISSING) if cell is None else
+                         Text(_cell_text(cell, grid).replace(" ± ", "±"),
+                              style=_STYLES[cell.mark]))
+    return cells
+
+
+def _chunks(widths: list[int], first: int, limit: int) -> list[list[int]]:
+    """Column indices grouped so that each group, after the method column, fits `limit`."""
+    groups: list[list[int]] = [[]]
+    used = first
+    for i, width in enumerate(widths):
+        if groups[-1] and used + width > limit:
+            groups.append([])
+            used = first
+        groups[-1].append(i)
+        used += width
+    return groups
+
+
+def to_rich(summary: pd.DataFrame, width: int | None = None) -> Table | Group:
+    """Rich tables for the terminal: best per column bold, second underlined.
+
+    Columns that do not fit in `width` characters go into further tables below the first (each
+    with the method column), instead of being squeezed until their numbers are cut.
+    """
     grid = build_grid(summary)
     datasets = list(dict.fromkeys(dataset for dataset, _ in grid.columns))
-    # one dataset: name it once in the title, so the columns stay narrow enough for 80 chars
+    # one dataset: name it once in the title, so the columns stay narrow
     title = datasets[0] if len(datasets) == 1 else None
-    table = Table(title=title, caption=footnote(grid), caption_justify="left")
-    table.add_column("method", no_wrap=True)
-    for dataset, metric in grid.columns:
-        header = metric_header(metric) if title else f"{dataset}\n{metric_header(metric)}"
-        table.add_column(Text(header), justify="right", no_wrap=True)
-    styles = {"best": "bold", "second": "underline", "": ""}
-    for method in grid.methods:
-        row: list[Text] = [Text(method)]  # Text, so names are never parsed as rich markup
-        for column in grid.columns:
-            cell = grid.cell(method, column)
-            if cell is None:
-                row.append(Text(MISSING))
-            else:
-                text = _cell_text(cell, grid).replace(" ± ", "±")
-                row.append(Text(text, style=styles[cell.mark]))
-        table.add_row(*row)
-    return table
+    headers = [metric_header(m) if title else f"{d}\n{metric_header(m)}" for d, m in grid.columns]
+    cells = [_terminal_cells(grid, column) for column in grid.columns]
+    widths = [max([len(line) for line in h.split("\n")] + [len(t) for t in c.values()])
+              + _BORDERS for h, c in zip(headers, cells, strict=True)]
+    first = max([len("method")] + [len(m) for m in grid.methods]) + _BORDERS + 1
+    groups = _chunks(widths, first, width) if width else [list(range(len(widths)))]
+    tables = []
+    for g, group in enumerate(groups):
+        last = g == len(groups) - 1
+        table = Table(title=title if g == 0 else None, caption=footnote(grid) if last else None,
+                      caption_justify="left")
+        table.add_column("method", no_wrap=True)
+        for i in group:
+            table.add_column(Text(headers[i]), justify="right", no_wrap=True)
+        for method in grid.methods:
+            # Text, so names are never parsed as rich markup
+            table.add_row(Text(method), *(cells[i][method] for i in group))
+        tables.append(table)
+    return tables[0] if len(tables) == 1 else Group(*tables)
 
 
-RENDERERS: dict[str, Callable[[pd.DataFrame], str | Table]] = {
+RENDERERS: dict[str, Callable[..., str | Table | Group]] = {
     "terminal": to_rich,
     "markdown": to_markdown,
     "csv": to_csv,
@@ -93,9 +127,10 @@ RENDERERS: dict[str, Callable[[pd.DataFrame], str | Table]] = {
 }
 
 
-def render(summary: pd.DataFrame, fmt: str) -> str | Table:
-    """Render `summary` in format `fmt`: one of terminal, markdown, csv, latex."""
+def render(summary: pd.DataFrame, fmt: str, width: int | None = None) -> str | Table | Group:
+    """Render `summary` in format `fmt`: one of terminal, markdown, csv, latex. `width` (the
+    console's) splits a terminal table that would not fit."""
     renderer = RENDERERS.get(fmt)
     if renderer is None:
         raise UserError(f"unknown table format {fmt!r}; choose one of: {', '.join(RENDERERS)}")
-    return renderer(summary)
+    return renderer(summary, width) if fmt == "terminal" else renderer(summary)

@@ -21,6 +21,8 @@ from rich.table import Table
 from crlbench.errors import UserError
 
 FORMATS = ("terminal", "markdown", "csv", "latex")
+INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
+               "`crlbench run` resumes the others from their last epoch checkpoint")
 TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
 
 
@@ -74,13 +76,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     for name in cfg.dataset:
         check_available(name, root=cfg.data.root, download=cfg.data.download,
                         folders=dict(cfg.data.folders), use_unlabeled=cfg.data.use_unlabeled)
-    executor = get_executor(cfg.executor)
+    executor = get_executor(cfg)
     store = Path(cfg.results.dir)
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
     summary = executor.run(specs, store, make_progress(console), force=args.force)
     _print_table(console, store, cfg.name, run_ids={s.run_id for s in specs})
+    if summary.interrupted:
+        print(INTERRUPTED, file=sys.stderr)
     return summary.exit_code
 
 
@@ -204,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crlbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("crlbench: interrupted; finished runs are kept and the next identical "
-              "`crlbench run` resumes from the last checkpoint", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -105,6 +105,22 @@ class ResultsConfig:
 
 
 @dataclass
+class ResourcesConfig:
+    cpu_per_run: float = 1.0  # CPU cores a run reserves (and its torch threads) under Ray
+    gpu_per_run: float = 1.0  # may be fractional (0.25: four runs share a GPU); 0 without GPUs
+
+
+@dataclass
+class RayConfig:
+    # None: join RAY_ADDRESS if set, else start a local Ray for the suite; "auto" or
+    # "ray://host:port": join that cluster (the results store must be reachable from every node)
+    address: str | None = None
+    num_cpus: int | None = None  # local Ray only; None: every core of this machine
+    object_store_mb: int = 512  # local Ray only
+    max_failures: int = 0  # Ray's retries of a trial whose process died
+
+
+@dataclass
 class SuiteConfig:
     name: str = "unnamed"
     description: str = ""
@@ -121,7 +137,9 @@ class SuiteConfig:
     # {"method_cfg.cmc.loss": [softmax, nce]}. A method_cfg.<m> key varies only method m.
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     results: ResultsConfig = field(default_factory=ResultsConfig)
-    executor: str = "local"
+    executor: str = "ray"  # ray | local (sequential, in this process, for debugging)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
@@ -134,7 +152,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.linear.optimizer": ("adam", "sgd"),
     "eval.cluster_split": ("all", "test"),
     "data.on_device": ("auto", "always", "never"),
-    "executor": ("local",),
+    "executor": ("ray", "local"),
 }
 
 

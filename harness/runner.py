@@ -163,21 +163,40 @@ def _error(e: BaseException) -> dict[str, Any]:
     return info
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(spec: RunSpec) -> dict[str, Any]:
+    """The fields of a record that the spec alone determines."""
+    entry = registry.methods.entry(spec.method)
+    return {
+        "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
+        "suite": spec.suite, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
+        "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
+        "method_package": {"name": entry.package, "version": entry.version,
+                           "target": entry.target},
+        "started": _now(),
+    }
+
+
+def record_failure(spec: RunSpec, store: Path, error: dict[str, Any]) -> dict[str, Any]:
+    """Write a failed record for a run that died before it could write its own (the process was
+    killed, ran out of memory, ...); `error` has at least "type" and "message"."""
+    record = new_record(spec)
+    record.update(status="failed", error=error, created=_now())
+    write_record(record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id), record)
+    return record
+
+
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
     """Run one spec and write its record; return the record."""
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
-    record: dict[str, Any] = {
-        "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
-        "suite": spec.suite,
-        "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
-        "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    entry = registry.methods.entry(spec.method)
-    record["method_package"] = {"name": entry.package, "version": entry.version,
-                                "target": entry.target}
+    record = new_record(spec)
+    threads = torch.get_num_threads()
     try:
+        torch.set_num_threads(spec.config.get("threads", threads))
         device = resolve_device(spec.config["device"])
         record["environment"] = environment(device)
         record["deterministic"] = device.type == "cpu"
@@ -189,8 +208,10 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -
     except Exception as e:  # any failure of one run is recorded; the suite goes on
         record["status"] = "failed"
         record["error"] = _error(e)
+    finally:
+        torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
-    record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["created"] = _now()
     write_record(path, record)
     return record
 

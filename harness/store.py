@@ -94,8 +94,11 @@ class StoreScan:
 
 
 def _record_files(root: Path) -> Iterator[Path]:
+    """JSON files under root, except hidden ones and those in hidden folders or checkpoints
+    (Ray keeps its own experiment folder in <store>/.ray)."""
     for path in sorted(root.rglob("*.json")):
-        if not path.name.startswith(".") and ".ckpt" not in path.parent.name:
+        parts = path.relative_to(root).parts
+        if not any(p.startswith(".") for p in parts) and ".ckpt" not in path.parent.name:
             yield path
 
 

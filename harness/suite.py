@@ -144,7 +144,7 @@ def _check_values(cfg: DictConfig) -> None:
 
 
 _NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",
-              "executor", "device")
+              "executor", "device", "resources", "ray")
 
 
 def _variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
@@ -197,6 +197,9 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         "seed": int(seed), "variant": variant, "backbone": plain["backbone"],
                         "augment": plain["augment"], "train": plain["train"],
                         "eval": plain["eval"], "data": plain["data"], "device": plain["device"],
+                        # torch threads of the run, whichever executor runs it: float sums
+                        # depend on them, so one spec gives one record (not hashed)
+                        "threads": max(1, int(cfg.resources.cpu_per_run)),
                     }
                     hashed = _hashed_part(run_cfg, trainable)
                     specs.append(RunSpec(

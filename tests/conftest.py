@@ -26,6 +26,7 @@ TINY = [
     "eval.kmeans_restarts=2",
     "eval.knn_k=[5,20]",
     "device=cpu",
+    "executor=local",  # tests/test_ray.py runs the Ray executor
 ]
 
 

@@ -216,7 +216,7 @@ def test_live_progress_on_a_terminal(tiny, tmp_path):
     progress = make_progress(console)
     assert isinstance(progress, LiveProgress)
     cfg = load_suite("quickstart", [*tiny, "seeds=[0]"])
-    summary = get_executor("local").run(expand(cfg), tmp_path / "results", progress)
+    summary = get_executor(cfg).run(expand(cfg), tmp_path / "results", progress)
     assert len(summary.ok) == 2 and summary.exit_code == 0
     shown = console.file.getvalue()
     assert "simclr/digits seed=0" in shown and "done in" in shown and "2 ok, 0 failed" in shown

@@ -16,10 +16,13 @@ class RunSummary:
     ok: list[RunSpec] = field(default_factory=list)
     failed: list[tuple[RunSpec, dict[str, Any]]] = field(default_factory=list)  # spec, error
     skipped: list[RunSpec] = field(default_factory=list)
+    interrupted: list[RunSpec] = field(default_factory=list)  # stopped; the next run resumes
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        if self.failed:
+            return 1
+        return 130 if self.interrupted else 0
 
 
 def pending(specs: list[RunSpec], store: Path, force: bool) -> tuple[list[RunSpec], list[RunSpec]]:

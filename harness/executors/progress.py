@@ -1,6 +1,7 @@
 """Progress of a suite: live bars on a terminal, plain log lines anywhere else.
 
-Executors call the same five methods whichever view is active; `make_progress` picks the view
+Executors call the same five methods whichever view is active, from one thread; runs may be
+in flight several at once (Ray), so every line names its run. `make_progress` picks the view
 from whether the console is a terminal.
 """
 
@@ -39,38 +40,45 @@ class Progress:
         self.console = console
         self.total = 0
         self.finished = 0
+        self.failed = 0
+        self.running = 0
         self._started = 0.0
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
 
     def suite_started(self, total: int, skipped: int) -> None:
         self.total, self.finished = total, skipped
         self._started = time.perf_counter()
-        self.console.print(f"suite: {total} runs, {skipped} already done, "
-                           f"{total - skipped} to run", markup=False, highlight=False)
+        self._line(f"suite: {total} runs, {skipped} already done, {total - skipped} to run")
 
     def run_started(self, spec: RunSpec) -> None:
-        self.console.print(f"[{self.finished + 1}/{self.total}] {spec.label} ({spec.run_id})",
-                           markup=False, highlight=False)
+        self.running += 1
+        self._line(f"[{self.finished + self.running}/{self.total}] start {spec.label} "
+                   f"({spec.run_id})")
 
     def epoch(self, spec: RunSpec, epoch: int, epochs: int, terms: dict[str, float]) -> None:
-        self.console.print(f"  epoch {epoch}/{epochs} {_terms(terms)} "
-                           f"({terms.get('seconds', 0):.1f}s)", markup=False, highlight=False)
+        self._line(f"  {spec.label} epoch {epoch}/{epochs} {_terms(terms)} "
+                   f"({terms.get('seconds', 0):.1f}s)")
 
     def run_finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        self.running = max(0, self.running - 1)
         self.finished += 1
-        self.console.print(f"  {_headline(record)}", markup=False, highlight=False)
+        self.failed += record["status"] != "ok"
+        self._line(f"  {spec.label}: {_headline(record)}")
 
     def suite_finished(self, summary: RunSummary) -> None:
         elapsed = time.perf_counter() - self._started
-        self.console.print(
-            f"done in {elapsed:.1f}s: {len(summary.ok)} ok, {len(summary.failed)} failed, "
-            f"{len(summary.skipped)} skipped", markup=False, highlight=False)
+        self._line(f"done in {elapsed:.1f}s: {len(summary.ok)} ok, {len(summary.failed)} failed, "
+                   f"{len(summary.skipped)} skipped"
+                   + (f", {len(summary.interrupted)} interrupted (run the same command again "
+                      "to resume them)" if summary.interrupted else ""))
         for spec, error in summary.failed:
-            self.console.print(f"  failed: {spec.label}: {error['type']}: {error['message']}",
-                               markup=False, highlight=False)
+            self._line(f"  failed: {spec.label}: {error['type']}: {error['message']}")
 
 
 class LiveProgress(Progress):
-    """Rich bars: one for the suite, one for the epochs of the current run."""
+    """Rich bars: one for the suite (done / running / failed), one per run in flight."""
 
     def __init__(self, console: Console):
         super().__init__(console)
@@ -78,25 +86,37 @@ class LiveProgress(Progress):
                              TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                              console=console, transient=False)
         self._suite_task = None
-        self._run_task = None
+        self._run_tasks: dict[str, Any] = {}
+
+    def _suite_info(self) -> str:
+        return f"running {self.running}, failed {self.failed}"
 
     def suite_started(self, total: int, skipped: int) -> None:
         super().suite_started(total, skipped)
         self.bars.start()
-        self._suite_task = self.bars.add_task("suite", total=total, completed=skipped, info="")
+        self._suite_task = self.bars.add_task("suite", total=total, completed=skipped,
+                                              info=self._suite_info())
 
     def run_started(self, spec: RunSpec) -> None:
+        self.running += 1
         epochs = spec.config["train"]["epochs"]
-        if self._run_task is not None:
-            self.bars.remove_task(self._run_task)
-        self._run_task = self.bars.add_task(f"  {spec.label}", total=epochs, info="")
+        self._run_tasks[spec.run_id] = self.bars.add_task(f"  {spec.label}", total=epochs,
+                                                          info="")
+        self.bars.update(self._suite_task, info=self._suite_info())
 
     def epoch(self, spec: RunSpec, epoch: int, epochs: int, terms: dict[str, float]) -> None:
-        self.bars.update(self._run_task, completed=epoch, info=_terms(terms))
+        task = self._run_tasks.get(spec.run_id)
+        if task is not None:
+            self.bars.update(task, completed=epoch, info=_terms(terms))
 
     def run_finished(self, spec: RunSpec, record: dict[str, Any]) -> None:
+        self.running = max(0, self.running - 1)
         self.finished += 1
-        self.bars.update(self._suite_task, completed=self.finished)
+        self.failed += record["status"] != "ok"
+        task = self._run_tasks.pop(spec.run_id, None)
+        if task is not None:
+            self.bars.remove_task(task)
+        self.bars.update(self._suite_task, completed=self.finished, info=self._suite_info())
         self.bars.console.print(f"{spec.label}: {_headline(record)}", markup=False,
                                 highlight=False)
 

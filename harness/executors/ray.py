@@ -1,0 +1,189 @@
+"""The Ray executor: each RunSpec is a Ray Tune trial, scheduled over the CPUs and GPUs of this
+machine or of a Ray cluster.
+
+- Local by default: Ray is started for the suite with this machine's cores, the GPUs torch
+  sees and a modest object store, then shut down. `ray.address=auto` (or RAY_ADDRESS) joins a
+  running cluster instead; a Ray already initialised in this process is used as it is.
+- GPUs are detected, never assumed: without any, trials ask for none and run on the CPU (a
+  trial waiting for a GPU that does not exist would wait forever).
+- Every trial writes its own record into the results store (`crlbench.runner.execute`); the
+  records are the truth. Ray's experiment folder is scratch space under `<store>/.ray` and is
+  removed afterwards. Finished specs are skipped before any trial is created.
+- A run that raises is recorded as failed by the trial itself. A trial whose process dies (out
+  of memory, killed) gets a failed record written here from Ray's error; Ray may first retry it
+  `ray.max_failures` times, and a retry resumes from the run's last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+
+from crlbench.executors.base import RunSummary, pending
+from crlbench.executors.progress import Progress
+from crlbench.runner import execute, record_failure
+from crlbench.store import is_done, read_record, record_path
+from crlbench.suite import RunSpec
+
+SCRATCH = ".ray"  # Ray Tune's own experiment folder, inside the store
+# Keep Tune's console table and its TensorBoard/CSV/JSON result loggers out: crlbench shows its
+# own progress and writes its own records.
+QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+
+def _trial(config: dict[str, Any]) -> None:
+    """One trial (runs in a Ray worker): execute the spec; report epochs for the progress view."""
+    spec = RunSpec(**config["spec"])
+
+    def on_epoch(epoch: int, epochs: int, terms: dict[str, float]) -> None:
+        tune.report({"epoch": epoch, "epochs": epochs, **terms})
+
+    record = execute(spec, Path(config["store"]), on_epoch=on_epoch)
+    tune.report({"done": 1, "ok": int(record["status"] == "ok")})
+
+
+@contextmanager
+def _ray_session(cfg: Any):
+    """Ray for the suite: the one initialised already, a cluster to join, or a local one."""
+    if ray.is_initialized():
+        yield
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    common = {"include_dashboard": False, "log_to_driver": False,
+              "logging_level": logging.ERROR, "configure_logging": True}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(),
+                 num_gpus=torch.cuda.device_count(),
+                 object_store_memory=cfg.ray.object_store_mb * 1024 * 1024, **common)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _trial_resources(cfg: Any) -> dict[str, float]:
+    gpus = ray.cluster_resources().get("GPU", 0)
+    gpu = min(float(cfg.resources.gpu_per_run), gpus) if gpus > 0 else 0.0
+    return {"cpu": float(cfg.resources.cpu_per_run), "gpu": gpu}
+
+
+# Tune pickles its callbacks with the experiment state; the progress view (a console, locks)
+# cannot be pickled, so the callback carries a key into this table instead.
+_LIVE: dict[int, tuple[Progress, dict[str, RunSpec], Path]] = {}
+
+
+class _Forward(tune.Callback):
+    """Ray Tune's trial events, forwarded to crlbench's progress view (driver side)."""
+
+    def __init__(self, key: int):
+        self.key = key
+
+    def _context(self, trial) -> tuple[Progress, RunSpec, Path]:
+        progress, specs, store = _LIVE[self.key]
+        return progress, specs[trial.config["spec"]["run_id"]], store
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        progress, spec, _ = self._context(trial)
+        progress.run_started(spec)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "epoch" in result:
+            progress, spec, _ = self._context(trial)
+            terms = {k: v for k, v in result.items() if k not in _RAY_KEYS
+                     and isinstance(v, int | float) and k not in ("epoch", "epochs")}
+            progress.epoch(spec, int(result["epoch"]), int(result["epochs"]), terms)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        progress, spec, store = self._context(trial)
+        progress.run_finished(spec, read_record(_path(store, spec)))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        progress, spec, store = self._context(trial)
+        progress.run_finished(spec, record_failure(spec, store, _trial_error(trial)))
+
+
+_RAY_KEYS = frozenset({"timestamp", "time_this_iter_s", "time_total_s", "training_iteration",
+                       "done", "pid", "hostname", "node_ip", "time_since_restore",
+                       "iterations_since_restore", "date", "trial_id", "experiment_tag",
+                       "timesteps_total", "episodes_total", "config", "checkpoint_dir_name",
+                       "should_checkpoint"})
+
+
+def _path(store: Path, spec: RunSpec) -> Path:
+    return record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+
+
+def _trial_error(trial) -> dict[str, Any]:
+    """What Ray knows about a trial whose process failed, as a record's error."""
+    message = "the trial's process failed"
+    error_file = getattr(trial, "error_file", None)
+    if error_file and Path(error_file).is_file():
+        text = Path(error_file).read_text().strip()
+        message = text.splitlines()[-1] if text else message
+        return {"type": "TrialError", "message": message, "traceback": text[-20000:]}
+    return {"type": "TrialError", "message": message}
+
+
+class RayExecutor:
+    def __init__(self, cfg: Any):
+        self.cfg = cfg  # the suite config: its resources and ray sections
+
+    def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
+            force: bool = False) -> RunSummary:
+        store = Path(store).resolve()  # trials run in other working directories
+        for name, value in QUIET.items():
+            os.environ.setdefault(name, value)
+        todo, skipped = pending(specs, store, force)
+        progress.suite_started(len(specs), len(skipped))
+        if todo:
+            scratch = store / SCRATCH
+            key = id(progress)
+            _LIVE[key] = (progress, {s.run_id: s for s in todo}, store)
+            with _ray_session(self.cfg):
+                trainable = tune.with_resources(_trial, _trial_resources(self.cfg))
+                tuner = tune.Tuner(
+                    trainable,
+                    param_space={
+                        "spec": tune.grid_search([dataclasses.asdict(s) for s in todo]),
+                        "store": str(store),
+                    },
+                    tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+                    run_config=tune.RunConfig(
+                        name=todo[0].suite, storage_path=str(scratch), verbose=0,
+                        failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures),
+                        callbacks=[_Forward(key)],
+                    ),
+                )
+                try:
+                    tuner.fit()
+                finally:
+                    _LIVE.pop(key, None)
+                    shutil.rmtree(scratch, ignore_errors=True)
+        summary = _summarise(todo, skipped, store)
+        progress.suite_finished(summary)
+        return summary
+
+
+def _summarise(todo: list[RunSpec], skipped: list[RunSpec], store: Path) -> RunSummary:
+    """The summary, from the records on disk (the truth), not from Ray's view of the trials."""
+    summary = RunSummary(skipped=skipped)
+    for spec in todo:
+        path = _path(store, spec)
+        if is_done(path):
+            summary.ok.append(spec)
+        elif path.is_file():
+            summary.failed.append((spec, read_record(path)["error"]))
+        else:  # stopped before it finished (Ctrl-C): the next run resumes it
+            summary.interrupted.append(spec)
+    return summary

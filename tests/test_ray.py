@@ -1,0 +1,90 @@
+"""The Ray executor on a real local Ray (2 CPUs): records land, failures are isolated and
+recorded, finished runs are skipped, and records equal the local executor's."""
+
+from __future__ import annotations
+
+import pytest
+
+from crlbench.cli import main
+from crlbench.config import load_suite
+from crlbench.executors import ray as ray_executor
+from crlbench.store import scan
+
+FAILING = """
+from dataclasses import dataclass
+from crlbench import Method
+
+class Failing(Method):
+    '''Raises on its first step (a planted failure).'''
+    name = "failing"
+
+    @dataclass
+    class Config:
+        pass
+
+    def loss(self, views, batch):
+        raise RuntimeError("planted failure")
+"""
+
+DYING = """
+import os
+from dataclasses import dataclass
+from crlbench import Method
+
+class Dying(Method):
+    '''Kills its own process on its first step (out-of-memory killers do the same).'''
+    name = "dying"
+
+    @dataclass
+    class Config:
+        pass
+
+    def loss(self, views, batch):
+        os._exit(3)
+"""
+
+
+@pytest.mark.slow
+def test_ray_grid_isolates_failures_skips_finished_runs_and_matches_local(
+        tiny, tmp_path, plugin_dir, monkeypatch, capsys):
+    plugin_dir("fake-failing", {"failing": "fake_failing:Failing"}, {"fake_failing": FAILING})
+    plugin_dir("fake-dying", {"dying": "fake_dying:Dying"}, {"fake_dying": DYING})
+    # Ray's workers find the plugins on their path like the driver does
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))
+    store = tmp_path / "results"
+    args = ["run", "suite=quickstart", *tiny, "executor=ray", "ray.num_cpus=2", "seeds=[0]"]
+
+    assert main([*args, "method=simclr,failing,dying"]) == 1
+    out = capsys.readouterr().out
+    assert "1 ok, 2 failed, 0 skipped" in out
+    by_method = {r["method"]: r for r in scan(store).records}
+    assert by_method["simclr"]["status"] == "ok"
+    assert by_method["failing"]["error"]["message"] == "planted failure"
+    died = by_method["dying"]
+    assert died["status"] == "failed" and died["error"]["type"] == "TrialError"
+    assert not (store / ray_executor.SCRATCH).exists()  # Ray's scratch folder is removed
+
+    # a second run of what finished creates no trial (no Ray is even started)
+    assert main([*args, "method=simclr"]) == 0
+    assert "1 runs, 1 already done, 0 to run" in capsys.readouterr().out
+
+    # the local executor gives the same record for the same spec
+    local = tmp_path / "local"
+    assert main([*args, "method=simclr", "executor=local", f"results.dir={local}"]) == 0
+    (mine,) = [r for r in scan(local).records]
+    assert mine["run_id"] == by_method["simclr"]["run_id"]
+    assert mine["metrics"] == by_method["simclr"]["metrics"]
+    losses = [[epoch["loss"] for epoch in r["history"]] for r in (mine, by_method["simclr"])]
+    assert losses[0] == losses[1]  # per-epoch seconds differ; the numbers do not
+
+
+@pytest.mark.parametrize(("gpus", "per_run", "expected"), [
+    (0, 1.0, 0.0),  # no GPU anywhere: trials ask for none instead of waiting forever
+    (2, 0.25, 0.25),  # four runs share one GPU
+    (1, 2.0, 1.0),  # never more than the cluster has
+])
+def test_trial_resources_follow_the_gpus_ray_sees(monkeypatch, gpus, per_run, expected):
+    monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: {"CPU": 2, "GPU": gpus})
+    cfg = load_suite("quickstart", [f"resources.gpu_per_run={per_run}",
+                                    "resources.cpu_per_run=2"])
+    assert ray_executor._trial_resources(cfg) == {"cpu": 2.0, "gpu": expected}

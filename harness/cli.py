@@ -2,6 +2,8 @@
 
     crlbench run suite=quickstart [key=value ...] [--force] [--dry-run]
     crlbench table [suite=NAME] [dataset=A,B] [metric=M,N] [method=X,Y] [--format F]
+    crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
+    crlbench report [suite=NAME] [--output FILE]
     crlbench methods
     crlbench suites
 
@@ -24,6 +26,9 @@ FORMATS = ("terminal", "markdown", "csv", "latex")
 INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
                "`crlbench run` resumes the others from their last epoch checkpoint")
 TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
+PLOT_KEYS = ("suite", "dataset", "metric", "results.dir")
+REPORT_KEYS = ("suite", "results.dir")
+PLOT_KINDS = ("imbalance", "kest", "tsne", "precision", "all")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +50,22 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"filters: {', '.join(TABLE_KEYS)} (comma-separated lists)")
     table.add_argument("--format", default="terminal", choices=FORMATS)
     table.add_argument("--output", type=Path, help="write the table to this file")
+
+    plot = sub.add_parser("plot", help="draw figures from run records (PNG and PDF)")
+    plot.add_argument("kind", choices=PLOT_KINDS,
+                      help="the figure; all: every figure the records allow")
+    plot.add_argument("filters", nargs="*", metavar="key=value",
+                      help=f"{', '.join(PLOT_KEYS)}; metric is the imbalance figure's "
+                           "(default head_acc, else kmeans_acc)")
+    plot.add_argument("--output", type=Path,
+                      help="folder for the figures (default <results.dir>/<suite>/figures)")
+
+    report = sub.add_parser("report", help="write a suite's Markdown report page with figures")
+    report.add_argument("filters", nargs="*", metavar="key=value",
+                        help=f"{', '.join(REPORT_KEYS)}")
+    report.add_argument("--output", type=Path,
+                        help="the page (default <results.dir>/<suite>/report.md); figures go "
+                             "into figures/ beside it")
 
     sub.add_parser("methods", help="list installed methods")
     sub.add_parser("suites", help="list shipped suites")
@@ -102,45 +123,72 @@ def _print_plan(console: Console, cfg, specs, store: Path) -> None:
 
 
 def _print_table(console: Console, store: Path, suite: str, run_ids: set[str]) -> None:
+    """The headline metrics of this run's records; `crlbench table` shows every metric."""
     from crlbench.report import render, summarize
+    from crlbench.report.metrics import DEFAULT_ORDER
     from crlbench.store import scan
 
     records = [r for r in scan(store, [suite]).records if r["run_id"] in run_ids]
-    if any(r["status"] == "ok" for r in records):
-        console.print(render(summarize(records), "terminal", width=console.width))
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return
+    present = {name for r in ok for name in r["metrics"]}
+    headline = [m for m in DEFAULT_ORDER if m in present] or None
+    console.print(render(summarize(records, metrics=headline), "terminal", width=console.width))
+    if headline and present - set(headline):
+        console.print(f"more metrics: crlbench table suite={suite} results.dir={store}",
+                      markup=False, highlight=False)
 
 
-def _parse_filters(items: list[str]) -> dict[str, list[str]]:
+def _parse_filters(items: list[str], keys: tuple[str, ...] = TABLE_KEYS,
+                   what: str = "table filter") -> dict[str, list[str]]:
     filters: dict[str, list[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or key not in TABLE_KEYS:
-            raise UserError(f"table filter {item!r} is not key=value with key one of "
-                            f"{', '.join(TABLE_KEYS)}")
+        if not sep or key not in keys:
+            raise UserError(f"{what} {item!r} is not key=value with key one of {', '.join(keys)}")
         filters[key] = [v for v in value.split(",") if v]
     return filters
 
 
-def cmd_table(args: argparse.Namespace, console: Console) -> int:
-    from crlbench.report import mixed_configs, render, summarize
+def _one(filters: dict[str, list[str]], key: str) -> str | None:
+    values = filters.get(key)
+    if values is not None and len(values) != 1:
+        raise UserError(f"{key}= takes one value, got {len(values)}")
+    return values[0] if values else None
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)  # one unwrapped line, as errors are
+
+
+def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
+    """The results store named by results.dir (default ./results) and its records, of the
+    suites filtered on; unreadable files are skipped with a warning."""
     from crlbench.store import scan
 
-    filters = _parse_filters(args.filters)
     store = Path(filters.pop("results.dir", ["results"])[0])
     if not store.is_dir():
         raise UserError(f"results store {store} does not exist; run a suite first or pass "
                         "results.dir=PATH")
     found = scan(store, filters.get("suite"))
-    err = Console(stderr=True)
     for problem in found.problems:
-        err.print(f"warning: skipped {problem}", markup=False, highlight=False)
+        _note(f"warning: skipped {problem}")
     if not found.records:
         which = f" for suite {','.join(filters['suite'])}" if "suite" in filters else ""
         raise UserError(f"no run records under {store}{which}")
-    summary = summarize(found.records, datasets=filters.get("dataset"),
+    return store, found.records
+
+
+def cmd_table(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.report import mixed_configs, render, summarize
+
+    filters = _parse_filters(args.filters)
+    _, records = _scan(filters)
+    summary = summarize(records, datasets=filters.get("dataset"),
                         metrics=filters.get("metric"), methods=filters.get("method"))
-    for warning in mixed_configs(found.records):
-        err.print(f"warning: {warning}", markup=False, highlight=False)
+    for warning in mixed_configs(records):
+        _note(f"warning: {warning}")
     out = render(summary, args.format, width=console.width)
     if args.output:
         if not isinstance(out, str):
@@ -157,6 +205,45 @@ def _as_text(table) -> str:
     buf = Console(record=True, width=200, file=io.StringIO())
     buf.print(table)
     return buf.export_text()
+
+
+def cmd_plot(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.report.figures import make_figures
+    from crlbench.report.records import select
+
+    filters = _parse_filters(args.filters, PLOT_KEYS, "plot argument")
+    store, records = _scan(filters)
+    suite, records = select(records, _one(filters, "suite"), filters.get("dataset"))
+    output = args.output or store / suite / "figures"
+    made = make_figures(records, args.kind, output, suite, metric=_one(filters, "metric"))
+    for kind, why in made.skipped.items():
+        _note(f"note: no {kind} figure: {why}")
+    if not made.written:
+        raise UserError(f"no figure can be drawn from the records of suite {suite}")
+    for paths in made.written.values():
+        for path in paths:
+            print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.report.figures import make_figures
+    from crlbench.report.page import render_page, suite_description
+    from crlbench.report.records import select
+
+    filters = _parse_filters(args.filters, REPORT_KEYS, "report argument")
+    store, records = _scan(filters)
+    suite, records = select(records, _one(filters, "suite"))
+    page = args.output or store / suite / "report.md"
+    made = make_figures(records, "all", page.parent / "figures", suite)
+    for kind, why in made.skipped.items():
+        _note(f"note: no {kind} figure: {why}")
+    links = {kind: f"figures/{paths[0].name}" for kind, paths in made.written.items()}
+    text = render_page(records, suite, suite_description(suite), links)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(text)
+    print(page)
+    return 0
 
 
 def cmd_methods(args: argparse.Namespace, console: Console) -> int:
@@ -183,7 +270,8 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "table": cmd_table, "methods": cmd_methods, "suites": cmd_suites}
+COMMANDS = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "report": cmd_report,
+            "methods": cmd_methods, "suites": cmd_suites}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -89,7 +89,8 @@ class LinearProbeConfig:
 
 @dataclass
 class EvalConfig:
-    metrics: list[str] = field(default_factory=lambda: ["knn", "linear", "kmeans", "heads"])
+    metrics: list[str] = field(default_factory=lambda: ["knn", "linear", "kmeans", "heads",
+                                                        "geometry", "retrieval"])
     knn_k: list[int] = field(default_factory=lambda: [5, 200])
     knn_temperature: float = 0.07
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
@@ -97,6 +98,15 @@ class EvalConfig:
     kmeans_iters: int = 300
     cluster_split: str = "all"  # all (train+test, as CC/PICA/C2BIN) | test (as SCAN)
     batch_size: int = 1024  # batch size for embedding images
+    retrieval_k: list[int] = field(default_factory=lambda: [1, 2, 10, 50, 100])
+    # K estimation ("kest"): k-means over k = kest_min_k..kest_max_k on a seeded sample
+    kest_min_k: int = 2
+    kest_max_k: int = 30
+    kest_sample: int = 10000
+    kest_restarts: int = 3
+    # 2-D t-SNE of a seeded sample of test features ("tsne"), kept in the record for plots
+    tsne_points: int = 2000
+    tsne_perplexity: float = 30.0
 
 
 @dataclass
@@ -121,6 +131,14 @@ class RayConfig:
 
 
 @dataclass
+class VariantConfig:
+    """Harness-level variants, swept like seeds; an empty list leaves the dimension out."""
+
+    imbalance: list[float] = field(default_factory=list)  # rho: long-tailed training split
+    k: list[int] = field(default_factory=list)  # K a method is trained with (wrong-K studies)
+
+
+@dataclass
 class SuiteConfig:
     name: str = "unnamed"
     description: str = ""
@@ -136,6 +154,7 @@ class SuiteConfig:
     # Variants: dotted config key -> values; every combination is a run (like seeds), e.g.
     # {"method_cfg.cmc.loss": [softmax, nce]}. A method_cfg.<m> key varies only method m.
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    variant: VariantConfig = field(default_factory=VariantConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     executor: str = "ray"  # ray | local (sequential, in this process, for debugging)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)

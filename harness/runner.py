@@ -7,6 +7,7 @@ Executors call it; it knows nothing about how runs are scheduled.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 import time
@@ -26,7 +27,7 @@ import crlbench
 from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
-from crlbench.data import ImageData, load_dataset
+from crlbench.data import ImageData, load_dataset, long_tail_indices
 from crlbench.errors import NonFiniteLoss
 from crlbench.evaluate import Embeddings, cluster_split, evaluate
 from crlbench.preprocess import Normalizer, channel_stats
@@ -216,6 +217,20 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -
     return record
 
 
+def _imbalanced(data: ImageData, spec: RunSpec) -> ImageData:
+    """The dataset with a long-tailed training split when the run's variant asks for one."""
+    rho = float(spec.variant.get("imbalance", 1.0))
+    if rho == 1.0:
+        return data
+    if data.unlabeled_images is not None and spec.config["data"]["use_unlabeled"]:
+        raise ValueError(f"an imbalanced {spec.dataset} needs data.use_unlabeled=false: the "
+                         "unlabeled split has no classes to make long-tailed")
+    keep = long_tail_indices(data.train_labels, data.num_classes, rho,
+                             derive_seed(spec.seed, 3, 1))
+    return dataclasses.replace(data, train_images=data.train_images[keep],
+                               train_labels=data.train_labels[keep])
+
+
 def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
          record: dict[str, Any], on_epoch: EpochCallback | None) -> None:
     cfg = OmegaConf.create(spec.config)
@@ -225,6 +240,7 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             spec.dataset, root=cfg.data.root, download=cfg.data.download,
             image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
             use_unlabeled=cfg.data.use_unlabeled)
+        data = _imbalanced(data, spec)
         pretrain = data.pretrain_images(cfg.data.use_unlabeled)
         mean, std = channel_stats(data.train_images)
         prepare = Normalizer(mean, std, device)
@@ -232,7 +248,9 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
     record["data"] = {"train_size": len(data.train_images), "test_size": len(data.test_images),
                       "pretrain_size": len(pretrain), "num_classes": data.num_classes,
                       "image_size": data.image_size, "channels": data.channels,
-                      "mean": mean, "std": std, "on_device": train_images.device.type}
+                      "mean": mean, "std": std, "on_device": train_images.device.type,
+                      "train_class_counts": torch.bincount(
+                          data.train_labels, minlength=data.num_classes).tolist()}
 
     cls = registry.methods.get(spec.method)
     with timer.phase("build"):
@@ -276,7 +294,8 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             train=embed(method, data.train_images, prepare, eb, device, amp),
             train_labels=data.train_labels.to(device),
             test=embed(method, data.test_images, prepare, eb, device, amp),
-            test_labels=data.test_labels.to(device), num_classes=data.num_classes)
+            test_labels=data.test_labels.to(device), num_classes=data.num_classes,
+            num_clusters=ctx.num_clusters)
         feats, labels = cluster_split(emb, cfg.eval.cluster_split)
         emb.head_logits = head_logits(method, feats, eb)
         emb.cluster_labels = labels

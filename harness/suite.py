@@ -144,11 +144,29 @@ def _check_values(cfg: DictConfig) -> None:
 
 
 _NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",
-              "executor", "device", "resources", "ray")
+              "executor", "device", "resources", "ray", "variant")
+
+
+def _harness_variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
+    """variant.imbalance and variant.k combinations; K only varies methods with cluster heads."""
+    axes: list[tuple[str, list[Any]]] = []
+    if len(cfg.variant.imbalance):
+        rhos = [float(r) for r in cfg.variant.imbalance]
+        if any(r < 1 for r in rhos):
+            raise UserError(f"'variant.imbalance' values are ratios rho >= 1, got {rhos}")
+        axes.append(("imbalance", rhos))
+    if len(cfg.variant.k) and hasattr(registry.methods.get(method), "cluster_logits"):
+        ks = [int(k) for k in cfg.variant.k]
+        if any(k < 2 for k in ks):
+            raise UserError(f"'variant.k' values must be at least 2, got {ks}")
+        axes.append(("k", ks))
+    return [dict(zip([a for a, _ in axes], combo, strict=True))
+            for combo in itertools.product(*(values for _, values in axes))]
 
 
 def _variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
-    """The sweep's combinations that concern `method` (its own method_cfg keys and all others)."""
+    """The sweep's combinations that concern `method` (its own method_cfg keys and all others),
+    times the harness variants (imbalance ratio, number of clusters)."""
     keys = []
     for key in sorted(cfg.sweep):
         top = key.split(".")[0]
@@ -159,11 +177,14 @@ def _variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
         if top != "method_cfg" or key.split(".")[1:2] == [method]:
             keys.append(key)
     values = [list(cfg.sweep[k]) for k in keys]
-    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+    sweeps = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+    return [{**s, **h} for s in sweeps for h in _harness_variants(cfg, method)]
 
 
 def _apply(cfg: DictConfig, variant: dict[str, Any]) -> DictConfig:
-    """The suite config with one variant's values set (type-checked like an override)."""
+    """The suite config with one variant's swept values set (type-checked like an override);
+    harness variants (imbalance, k) are read by the runner from the spec instead."""
+    variant = {k: v for k, v in variant.items() if "." in k}
     if not variant:
         return cfg
     out = OmegaConf.create(to_dict(cfg), flags={"readonly": False})

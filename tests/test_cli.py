@@ -47,9 +47,11 @@ def test_run_writes_records_skips_then_forces(tiny, tmp_path, capsys):
     assert sorted(r["method"] for r in found) == ["raw", "simclr"]
     rec = next(r for r in found if r["method"] == "simclr")
     assert rec["status"] == "ok" and rec["error"] is None
+    retrieval = {f"retrieval_p{k}" for k in (1, 2, 10, 50, 100)}
     assert set(rec["metrics"]) == {"knn5_acc", "knn20_acc", "linear_acc", "kmeans_acc",
-                                   "kmeans_nmi", "kmeans_ari"}
-    assert all(0 <= v <= 1 for v in rec["metrics"].values())
+                                   "kmeans_nmi", "kmeans_ari", "align", "uniform", *retrieval}
+    assert all(0 <= v <= 1 for k, v in rec["metrics"].items() if k not in ("align", "uniform"))
+    assert rec["metrics"]["align"] >= 0 and rec["metrics"]["uniform"] <= 0
     assert len(rec["history"]) == 2 and rec["train"]["samples_per_s"] > 0
     assert rec["config"]["train"]["epochs"] == 2 and rec["seed"] == 0
     assert rec["method_package"]["name"] == "crlbench"

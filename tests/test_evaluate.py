@@ -380,6 +380,9 @@ def _embeddings(num_classes: int = 3, heads: bool = True) -> Embeddings:
 
 def _cfg(**overrides):
     cfg = OmegaConf.structured(EvalConfig)
+    # The evaluators these tests cover (the default list also names geometry, which needs view
+    # pairs, and retrieval; tests/test_evaluate_analysis.py covers those added later).
+    cfg.metrics = ["knn", "linear", "kmeans", "heads"]
     cfg.linear.epochs = 3
     cfg.kmeans_restarts = 2
     for key, value in overrides.items():
@@ -405,7 +408,7 @@ def test_evaluate_returns_exactly_the_expected_metrics():
         *head_names,
     }
     assert all(isinstance(v, float) for v in result.metrics.values())
-    # head_* is the first head with num_classes columns: the perfect one
+    # head_* is the first head with num_clusters (= num_classes here) columns: the perfect one
     assert result.metrics["head_acc"] == result.metrics["head1_k3_acc"] == 1.0
     assert result.metrics["head_nmi"] == result.metrics["head_ari"] == 1.0
     assert result.metrics["kmeans_acc"] == 1.0  # well-separated classes

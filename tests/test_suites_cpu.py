@@ -67,3 +67,42 @@ def test_clustering_cpu_scores_heads_and_kmeans_for_every_method(tmp_path, capsy
     c2bin = next(r for r in scan(store).records if r["method"] == "c2bin")
     assert {"head0_k10_acc", "head1_k40_acc", "head2_k160_acc"} <= set(c2bin["metrics"])
     assert c2bin["cluster_split"] == "all"
+
+
+@pytest.mark.slow
+def test_imbalance_cpu_runs_and_reports_drops(tmp_path, capsys):
+    store = tmp_path / "results"
+    assert main(["run", "suite=imbalance_cpu", *SHORT, f"results.dir={store}"]) == 0
+    records = scan(store).records
+    rhos = {r["variant"]["imbalance"] for r in records}
+    assert rhos == {1.0, 10.0, 50.0, 100.0}
+    for r in records:  # the long tail: the head class keeps the most, the tail the fewest
+        if r["variant"]["imbalance"] == 1.0:
+            continue  # rho = 1 trains on the dataset as it is
+        counts = r["data"]["train_class_counts"]
+        assert counts[0] == max(counts) and counts[-1] == min(counts)
+        assert counts[0] / max(1, counts[-1]) >= r["variant"]["imbalance"] * 0.5
+    assert main(["report", "suite=imbalance_cpu", f"results.dir={store}"]) == 0
+    page = (store / "imbalance_cpu" / "report.md").read_text()
+    assert "imbalance" in page and "figures/imbalance_cpu_imbalance.png" in page
+    assert (store / "imbalance_cpu" / "figures" / "imbalance_cpu_imbalance.png").stat().st_size
+
+
+@pytest.mark.slow
+def test_wrong_k_cpu_estimates_k_and_reports_it(tmp_path, capsys):
+    store = tmp_path / "results"
+    assert main(["run", "suite=wrong_k_cpu", *SHORT, f"results.dir={store}"]) == 0
+    records = scan(store).records
+    assert {(r["method"], r["variant"]["k"]) for r in records} == {
+        (m, k) for m in ("cc", "rcc") for k in (5, 10, 20)}
+    for r in records:
+        k = r["variant"]["k"]
+        m = r["metrics"]
+        assert m["head_acc"] == m[f"head0_k{k}_acc"]  # the K head, scored against the truth
+        assert r["eval_details"]["kmeans"]["k"] == 10  # k-means with the true K
+        assert 2 <= m["kest_silhouette"] <= 30 and 2 <= m["kest_elbow"] <= 30
+        assert m["kest_elbow_err"] == abs(m["kest_elbow"] - 10)
+        assert len(r["eval_details"]["kest"]["ks"]) == 29
+    assert main(["report", "suite=wrong_k_cpu", f"results.dir={store}"]) == 0
+    page = (store / "wrong_k_cpu" / "report.md").read_text()
+    assert "K estimation" in page and "figures/wrong_k_cpu_kest.png" in page

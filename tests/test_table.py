@@ -424,3 +424,13 @@ def test_wide_terminal_tables_split_into_tables_that_fit():
     # without a width (or wide enough), one table
     assert isinstance(render(summary, "terminal"), Table)
     assert isinstance(render(summary, "terminal", width=500), Table)
+
+
+def test_k_estimates_are_not_ranked_but_their_errors_are():
+    runs = [record(m, "digits", 0, {"kest_silhouette": k, "kest_silhouette_err": abs(k - 10)})
+            for m, k in (("a", 13.0), ("b", 9.0), ("c", 4.0))]
+    cells = build_grid(summarize(runs)).cells.items()
+    marks = {(m, metric): c.mark for (m, (_, metric)), c in cells}
+    assert {marks[(m, "kest_silhouette")] for m in "abc"} == {""}
+    assert marks[("b", "kest_silhouette_err")] == "best"  # |9 - 10| = 1 is the smallest error
+    assert to_markdown(summarize(runs)).count("13.0") == 1  # shown with one decimal

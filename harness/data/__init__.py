@@ -20,6 +20,7 @@ from crlbench.data.api import (
 )
 from crlbench.data.base import ImageData, MissingDataError
 from crlbench.data.catalog import DATASETS, DatasetInfo
+from crlbench.data.longtail import long_tail_counts, long_tail_indices
 from crlbench.data.resize import resize_images
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "dataset_channels",
     "dataset_names",
     "load_dataset",
+    "long_tail_counts",
+    "long_tail_indices",
     "resize_data",
     "resize_images",
 ]

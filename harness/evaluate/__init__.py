@@ -1,4 +1,5 @@
-"""Evaluation of frozen features: kNN, linear probe, k-means and cluster-head scores.
+"""Evaluation of frozen features: kNN, linear probe, k-means, cluster heads, geometry,
+retrieval, K estimation and a t-SNE map.
 
 Every number follows DESIGN.md "Evaluation definitions"; each module cites its source.
 `evaluate(emb, cfg, seed=...)` runs the evaluators that an EvalConfig names and returns flat
@@ -23,20 +24,29 @@ from .evaluators import (
     cluster_split,
     evaluate,
 )
+from .kest import KEstimate, elbow_k, estimate_k, silhouette_score
 from .knn import knn_accuracy
 from .linear import linear_probe
+from .retrieval import precision_at_k
+from .tsne import tsne_2d
 
 __all__ = [
     "EVALUATORS",
     "Embeddings",
     "EvalResult",
+    "KEstimate",
     "ari",
     "cluster_scores",
     "cluster_split",
     "contingency",
+    "elbow_k",
+    "estimate_k",
     "evaluate",
     "hungarian_accuracy",
     "knn_accuracy",
     "linear_probe",
     "nmi",
+    "precision_at_k",
+    "silhouette_score",
+    "tsne_2d",
 ]

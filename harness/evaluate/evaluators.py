@@ -9,14 +9,25 @@ details holds what explains them (the chosen LR, the k-means inertia). Metric na
 - kmeans: kmeans_acc, kmeans_nmi, kmeans_ari, k-means with K = num_classes on the raw
           (not L2-normalised) features of cfg.cluster_split
 - heads:  head{i}_k{K}_acc/_nmi/_ari for every cluster head i with K columns, and head_acc,
-          head_nmi, head_ari for the first head with K = num_classes; nothing without heads
+          head_nmi, head_ari for the first head with K = num_clusters (the K the method was
+          trained with; num_classes unless a wrong-K variant sets it), scored against the
+          true classes (rectangular Hungarian when K != num_classes); nothing without heads
 - geometry: align (alignment of two augmented views of the test images) and uniform
           (uniformity of the test features, on a seeded sample of at most 10,000), see
           geometry.py
+- retrieval: retrieval_p{k} (precision@k of test queries against the train bank, cosine)
+          for each k in cfg.retrieval_k, see retrieval.py
+- kest:   kest_silhouette and kest_elbow (K estimated by the silhouette and by the elbow of
+          the k-means inertia over k = cfg.kest_min_k..cfg.kest_max_k, on a seeded sample of
+          at most cfg.kest_sample raw features of cfg.cluster_split) and kest_silhouette_err,
+          kest_elbow_err (|estimate - num_classes|); details: the curves, see kest.py
+- tsne:   no metrics; details: 2-D t-SNE points of a seeded sample of at most
+          cfg.tsne_points test features and their labels, for plots, see tsne.py
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,9 +39,12 @@ from torch import Tensor
 from ..errors import UserError
 from .clustering import cluster_scores
 from .geometry import alignment, uniformity
+from .kest import estimate_k
 from .kmeans import kmeans
 from .knn import knn_accuracy
 from .linear import linear_probe
+from .retrieval import precision_at_k
+from .tsne import tsne_2d, tsne_perplexity
 
 
 @dataclass
@@ -42,12 +56,18 @@ class Embeddings:
     test: Tensor  # float [M, D]
     test_labels: Tensor  # int64 [M]
     num_classes: int
+    # K of the method's clustering head (the variant's K in wrong-K runs); None: num_classes.
+    num_clusters: int | None = None
     # Cluster-head logits on the clustering split, rows in the order of cluster_labels.
     head_logits: list[Tensor] = field(default_factory=list)
     # Labels of the clustering split: train+test for "all", test for "test".
     cluster_labels: Tensor | None = None
     # Features of two augmented views of every test image (for alignment), row-aligned.
     view_pairs: tuple[Tensor, Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_clusters is None:
+            self.num_clusters = self.num_classes
 
 
 @dataclass
@@ -70,6 +90,14 @@ def cluster_split(emb: Embeddings, split: str) -> tuple[Tensor, Tensor]:
     if split == "test":
         return emb.test, emb.test_labels
     raise UserError(f"unknown cluster split {split!r}; valid: {', '.join(CLUSTER_SPLITS)}")
+
+
+def sample_rows(n: int, cap: int, seed: int) -> Tensor | None:
+    """Indices (CPU) of a seeded sample of `cap` of `n` rows, or None when all n fit."""
+    if n <= cap:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[:cap]
 
 
 def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -134,7 +162,7 @@ def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], 
         scores = cluster_scores(logits.argmax(dim=1), emb.cluster_labels)
         for name, value in scores.items():
             metrics[f"head{i}_k{k}_{name}"] = value
-            if k == emb.num_classes:
+            if k == emb.num_clusters:
                 metrics.setdefault(f"head_{name}", value)
     return metrics, {}
 
@@ -156,12 +184,74 @@ def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float
     return {"align": align, "uniform": uniform}, {"uniformity_points": len(feats)}
 
 
+def eval_retrieval(
+    emb: Embeddings, cfg: Any, seed: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    precision = precision_at_k(
+        emb.train,
+        emb.train_labels,
+        emb.test,
+        emb.test_labels,
+        ks=[int(k) for k in cfg.retrieval_k],
+    )
+    return {f"retrieval_p{k}": p for k, p in precision.items()}, {"bank_size": len(emb.train)}
+
+
+def eval_kest(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    feats, _ = cluster_split(emb, str(cfg.cluster_split))
+    pick = sample_rows(len(feats), int(cfg.kest_sample), seed)
+    if pick is not None:
+        feats = feats[pick.to(feats.device)]
+    # silhouette needs k <= N - 1
+    ks = list(range(int(cfg.kest_min_k), min(int(cfg.kest_max_k), len(feats) - 1) + 1))
+    if not ks or ks[0] < 2:
+        raise UserError(
+            f"K estimation needs 2 <= eval.kest_min_k <= eval.kest_max_k and fewer than "
+            f"{len(feats)} points, got kest_min_k={cfg.kest_min_k}, kest_max_k={cfg.kest_max_k}"
+        )
+    est = estimate_k(
+        feats, ks, restarts=int(cfg.kest_restarts), iters=int(cfg.kmeans_iters), seed=seed
+    )
+    k_sil = math.nan if est.k_silhouette is None else float(est.k_silhouette)
+    metrics = {
+        "kest_silhouette": k_sil,
+        "kest_elbow": float(est.k_elbow),
+        "kest_silhouette_err": abs(k_sil - emb.num_classes),
+        "kest_elbow_err": float(abs(est.k_elbow - emb.num_classes)),
+    }
+    details = {
+        "ks": est.ks,
+        "inertia": est.inertia,
+        "silhouette": est.silhouette,
+        "sample": len(feats),
+        "split": str(cfg.cluster_split),
+    }
+    return metrics, details
+
+
+def eval_tsne(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    feats, labels = emb.test, emb.test_labels
+    pick = sample_rows(len(feats), int(cfg.tsne_points), seed)
+    if pick is not None:
+        feats, labels = feats[pick.to(feats.device)], labels[pick.to(labels.device)]
+    points = tsne_2d(feats, perplexity=float(cfg.tsne_perplexity), seed=seed)
+    details = {
+        "points": [[round(float(a), 4), round(float(b), 4)] for a, b in points],
+        "labels": [int(v) for v in labels.tolist()],
+        "perplexity": tsne_perplexity(len(feats), float(cfg.tsne_perplexity)),
+    }
+    return {}, details
+
+
 EVALUATORS: dict[str, Evaluator] = {
     "knn": eval_knn,
     "linear": eval_linear,
     "kmeans": eval_kmeans,
     "heads": eval_heads,
     "geometry": eval_geometry,
+    "retrieval": eval_retrieval,
+    "kest": eval_kest,
+    "tsne": eval_tsne,
 }
 
 

@@ -67,7 +67,7 @@ def _marks(metric: str, means: dict[str, float]) -> dict[str, str]:
     shown = {method: float(format_number(metric, mean)) for method, mean in means.items()}
     distinct = sorted(set(shown.values()), reverse=not metric_style(metric).lower_is_better)
     marks = dict.fromkeys(shown, "")
-    if len(distinct) < 2:
+    if len(distinct) < 2 or not metric_style(metric).ranked:
         return marks
     for method, value in shown.items():
         if value == distinct[0]:

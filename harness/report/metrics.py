@@ -25,7 +25,9 @@ DEFAULT_ORDER = (
     "head_nmi",
     "head_ari",
 )
-LOWER_IS_BETTER = frozenset({"align", "uniform"})
+LOWER_IS_BETTER = frozenset({"align", "uniform", "kest_silhouette_err", "kest_elbow_err"})
+# Estimates that are neither good nor bad by size (a K estimate is judged by its error)
+UNRANKED = frozenset({"kest_silhouette", "kest_elbow"})
 # Per-head scores (head0_k10_acc, head2_k160_nmi, ...) are recorded for every head; tables show
 # them only when a metric filter names them, since head_* already scores the K = C head.
 _PER_HEAD = re.compile(r"^head\d+_k\d+_")
@@ -46,6 +48,10 @@ _LABELS = {
     "head_ari": "Head ARI",
     "align": "Align",
     "uniform": "Uniform",
+    "kest_silhouette": "K sil",
+    "kest_elbow": "K elbow",
+    "kest_silhouette_err": "|K sil-C|",
+    "kest_elbow_err": "|K elb-C|",
 }
 _PERCENT = re.compile(r"(_acc|_nmi|_ari)$|^retrieval_p\d+$")
 _RETRIEVAL = re.compile(r"^retrieval_p(\d+)$")
@@ -58,6 +64,7 @@ class MetricStyle:
     label: str
     percent: bool
     lower_is_better: bool
+    ranked: bool = True  # False: no best/second marks (estimates judged by another column)
 
 
 def metric_style(name: str) -> MetricStyle:
@@ -69,10 +76,11 @@ def metric_style(name: str) -> MetricStyle:
         label=label or name,
         percent=bool(_PERCENT.search(name)),
         lower_is_better=name in LOWER_IS_BETTER,
+        ranked=name not in UNRANKED,
     )
 
 
-def _natural_key(name: str) -> list[str | int]:
+def natural_key(name: str) -> list[str | int]:
     # splitting on a capturing group alternates text and digits, so keys compare position-wise
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
@@ -81,13 +89,16 @@ def default_metric_order(names: Iterable[str]) -> list[str]:
     """`DEFAULT_ORDER` first, then the rest in natural order (retrieval_p2 before _p10)."""
     present = set(names)
     known = [name for name in DEFAULT_ORDER if name in present]
-    return known + sorted(present.difference(DEFAULT_ORDER), key=_natural_key)
+    return known + sorted(present.difference(DEFAULT_ORDER), key=natural_key)
 
 
 def format_number(name: str, value: float) -> str:
-    """`value` as displayed for metric `name`: x100 with 1 decimal, or raw with 3."""
+    """`value` as displayed for metric `name`: x100 with 1 decimal, a count of clusters (the
+    K estimates) with 1 decimal, or raw with 3."""
     if metric_style(name).percent:
         return f"{value * 100:.1f}"
+    if name.startswith("kest_"):
+        return f"{value:.1f}"
     return f"{value:.3f}"
 
 

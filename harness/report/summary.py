@@ -13,8 +13,9 @@ metric filter names them; `head_*` already scores the head whose K is the number
 
 Order (carried by ordered categoricals in the method, dataset and metric columns, so renderers
 keep it): what a filter lists comes in the filter's order. Without a filter, methods are
-alphabetical with `raw` last (it is the floor the others are read against), datasets are
-alphabetical and metrics follow `metrics.default_metric_order`.
+alphabetical with `raw` last (it is the floor the others are read against) and variants in
+natural order (k=5 before k=20), datasets are alphabetical and metrics follow
+`metrics.default_metric_order`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from crlbench.errors import UserError
-from crlbench.report.metrics import default_metric_order, is_per_head
+from crlbench.report.metrics import default_metric_order, is_per_head, natural_key
 
 COLUMNS = ("method", "dataset", "metric", "mean", "std", "n")
 FLOOR_METHOD = "raw"
@@ -55,7 +56,7 @@ def _choices(values: Iterable[str]) -> str:
     return ", ".join(sorted(set(values)))
 
 
-def _pick_suite(records: list[Record], suite: str | None) -> list[Record]:
+def pick_suite(records: list[Record], suite: str | None) -> list[Record]:
     suites = {record.get("suite") for record in records}
     if suite is None:
         if len(suites) > 1:
@@ -68,7 +69,7 @@ def _pick_suite(records: list[Record], suite: str | None) -> list[Record]:
     return [record for record in records if record.get("suite") == suite]
 
 
-def _check_known(kind: str, wanted: list[str], known: set[str]) -> None:
+def check_known(kind: str, wanted: list[str], known: set[str]) -> None:
     unknown = [name for name in wanted if name not in known]
     if unknown:
         raise UserError(
@@ -76,18 +77,20 @@ def _check_known(kind: str, wanted: list[str], known: set[str]) -> None:
         )
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _method_order(long: pd.DataFrame, methods: list[str] | None) -> list[str]:
     pairs = long[["label", "base"]].drop_duplicates()
     if methods is None:
-        # False sorts before True, so the floor method goes last
-        key = [(base == FLOOR_METHOD, base, label) for label, base in pairs.itertuples(False)]
+        # False sorts before True, so the floor method goes last; variants in natural order
+        key = [(base == FLOOR_METHOD, base, natural_key(label), label)
+               for label, base in pairs.itertuples(False)]
     else:
         key = [
-            (min(i for i, m in enumerate(methods) if m in (label, base)), base, label)
+            (min(i for i, m in enumerate(methods) if m in (label, base)), base,
+             natural_key(label), label)
             for label, base in pairs.itertuples(False)
         ]
     return [label for *_, label in sorted(key)]
@@ -110,15 +113,15 @@ def summarize(
     records = list(records)
     if not records:
         raise UserError("no run records to tabulate; run a suite first")
-    records = _pick_suite(records, suite)
+    records = pick_suite(records, suite)
 
     datasets, metrics, methods = _as_list(datasets), _as_list(metrics), _as_list(methods)
     if datasets is not None:
-        _check_known("dataset", datasets, {r["dataset"] for r in records})
+        check_known("dataset", datasets, {r["dataset"] for r in records})
         records = [r for r in records if r["dataset"] in datasets]
     if methods is not None:
         names = {r["method"] for r in records} | {row_label(r) for r in records}
-        _check_known("method", methods, names)
+        check_known("method", methods, names)
         records = [r for r in records if r["method"] in methods or row_label(r) in methods]
 
     ok = [r for r in records if r.get("status") == "ok"]
@@ -131,14 +134,14 @@ def summarize(
             (row_label(r), r["method"], r["dataset"], name, float(value))
             for r in ok
             for name, value in (r.get("metrics") or {}).items()
-            if _is_number(value)
+            if is_number(value)
         ],
         columns=["label", "base", "dataset", "metric", "value"],
     )
     if long.empty:
         raise UserError(f"the {len(ok)} successful runs have no metrics to tabulate")
     if metrics is not None:
-        _check_known("metric", metrics, set(long["metric"]))
+        check_known("metric", metrics, set(long["metric"]))
         long = long[long["metric"].isin(metrics)]
     elif not long["metric"].map(is_per_head).all():
         long = long[~long["metric"].map(is_per_head)]

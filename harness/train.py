@@ -90,32 +90,68 @@ def _loss_terms(out: Any, step: int) -> dict[str, Tensor]:
     return {k: torch.as_tensor(v).detach().float().reshape(()) for k, v in out.items()}
 
 
+class Stepper:
+    """The optimiser step of the trainer, usable on its own (the speed benchmark times it):
+    optimiser and schedule, precision, memory layout and compilation as the suite sets them."""
+
+    def __init__(self, method: Method, setup: TrainSetup, total_steps: int, warmup_steps: int):
+        cfg, device = setup.cfg, setup.device
+        self.method, self.setup, self.device = method, setup, device
+        groups = method.param_groups() or default_param_groups(
+            method, cfg.optimizer.exclude_bias_and_norm)
+        self.optimizer = build_optimizer(groups, cfg.optimizer, cfg.batch_size)
+        self.schedule = warmup_cosine(self.optimizer, total_steps, warmup_steps,
+                                      cfg.min_lr_ratio)
+        self.amp_dtype = _autocast_dtype(cfg.precision, device)
+        self.channels_last = (cfg.channels_last if cfg.channels_last is not None
+                              else device.type == "cuda")
+        if self.channels_last:
+            method.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            method.backbone.compile()
+
+    def layout(self, views: list[Tensor]) -> list[Tensor]:
+        if self.channels_last:
+            return [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def views(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
+        """Augmented, normalised views of a uint8 batch already on the device."""
+        augmented = self.setup.augment(images, self.method.num_views, generator)
+        return self.layout([self.setup.prepare(v) for v in augmented])
+
+    def step(self, views: list[Tensor], indices: Tensor, step: int) -> dict[str, Tensor]:
+        """Loss, backward, optimiser and schedule step, after_step hook; the detached terms."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.method.loss(views, Batch(indices=indices))
+        terms = _loss_terms(out, step)
+        self.optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        if self.setup.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.setup.cfg.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.method.after_step(step)
+        return terms
+
+
 def train(method: Method, setup: TrainSetup) -> TrainResult:
     cfg, device = setup.cfg, setup.device
     n, batch_size = len(setup.images), cfg.batch_size
     per_epoch = steps_per_epoch(n, batch_size)
-    total = per_epoch * cfg.epochs
-    groups = method.param_groups() or default_param_groups(
-        method, cfg.optimizer.exclude_bias_and_norm)
-    optimizer = build_optimizer(groups, cfg.optimizer, batch_size)
-    schedule = warmup_cosine(optimizer, total, round(cfg.warmup_epochs * per_epoch),
-                             cfg.min_lr_ratio)
+    stepper = Stepper(method, setup, per_epoch * cfg.epochs,
+                      round(cfg.warmup_epochs * per_epoch))
     result = TrainResult()
     ckpt_path = setup.checkpoint_dir / CHECKPOINT_NAME if setup.checkpoint_dir else None
     state = _load_checkpoint(ckpt_path) if ckpt_path else None
     if state is not None:
         method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        stepper.optimizer.load_state_dict(state["optimizer"])
+        stepper.schedule.load_state_dict(state["schedule"])
         result.history = state["history"]
         result.resumed_from_epoch = state["epoch"]
 
-    amp_dtype = _autocast_dtype(cfg.precision, device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        method.backbone.compile()
     check_every = GPU_CHECK_INTERVAL if device.type == "cuda" else 1
     loader = EpochLoader(setup.images, setup.prepare, setup.eval_batch_size, device)
 
@@ -137,20 +173,7 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         for i in range(per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = setup.images[idx].to(device, non_blocking=True)
-            views = [setup.prepare(v) for v in setup.augment(x, method.num_views, aug_gen)]
-            if channels_last:
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                out = method.loss(views, Batch(indices=idx.to(device)))
-            terms = _loss_terms(out, step)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), cfg.grad_clip)
-            optimizer.step()
-            schedule.step()
-            method.after_step(step)
+            terms = stepper.step(stepper.views(x, aug_gen), idx.to(device), step)
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v
             pending.append((step, terms))
@@ -160,14 +183,14 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
                 pending = []
 
         entry = {k: float(v) / per_epoch for k, v in sums.items()}
-        entry["lr"] = optimizer.param_groups[0]["lr"]
+        entry["lr"] = stepper.optimizer.param_groups[0]["lr"]
         entry["seconds"] = time.perf_counter() - epoch_start
         result.history.append(entry)
         if ckpt_path and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
             _save_checkpoint(ckpt_path, {
                 "epoch": epoch + 1, "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "history": result.history,
+                "optimizer": stepper.optimizer.state_dict(),
+                "schedule": stepper.schedule.state_dict(), "history": result.history,
             })
         if setup.on_epoch:
             setup.on_epoch(epoch + 1, cfg.epochs, entry)

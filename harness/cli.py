@@ -4,6 +4,7 @@
     crlbench table [suite=NAME] [dataset=A,B] [metric=M,N] [method=X,Y] [--format F]
     crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
     crlbench report [suite=NAME] [--output FILE]
+    crlbench bench [key=value ...]
     crlbench methods
     crlbench suites
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from crlbench.errors import UserError
 
@@ -67,7 +69,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="the page (default <results.dir>/<suite>/report.md); figures go "
                              "into figures/ beside it")
 
-    sub.add_parser("methods", help="list installed methods")
+    bench = sub.add_parser("bench", help="measure the harness's speed: training images/s "
+                                         "(eager, compiled, vs a DataLoader), evaluation and "
+                                         "fixed costs; prints tables, writes a JSON")
+    bench.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="e.g. backbone=convnet_tiny batch_size=128 steps=20 workers=[0,2] "
+                            "eval_sizes=[10000] compile=false output=PATH.json (defaults: "
+                            "the H100 target setting; see crlbench.bench.config)")
+
+    methods = sub.add_parser("methods", help="list installed methods")
+    methods.add_argument("--check", action="store_true",
+                         help="run crlbench.testing.check_method on every method")
     sub.add_parser("suites", help="list shipped suites")
     return parser
 
@@ -87,6 +99,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from crlbench.data import check_available
     from crlbench.executors import get_executor
     from crlbench.executors.progress import make_progress
+    from crlbench.preflight import preflight
     from crlbench.suite import expand
 
     suite, overrides = _split_suite(args.overrides)
@@ -99,6 +112,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                         folders=dict(cfg.data.folders), use_unlabeled=cfg.data.use_unlabeled)
     executor = get_executor(cfg)
     store = Path(cfg.results.dir)
+    if not args.dry_run:
+        preflight(cfg, specs)  # reads every dataset: bad files stop here, before any record
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
@@ -246,15 +261,41 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_methods(args: argparse.Namespace, console: Console) -> int:
-    from crlbench.registry import methods
+def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.bench import load_bench_config, run_bench
 
-    table = Table("method", "package", "version", "summary", title="crlbench methods")
-    for entry in methods.entries():
-        summary = entry.obj.summary() if entry.ok else f"[red]unusable: {entry.error}[/red]"
-        table.add_row(entry.name, entry.package, entry.version, summary)
-    console.print(table)
+    run_bench(load_bench_config(args.overrides), args.overrides, console)
     return 0
+
+
+def cmd_methods(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.errors import MethodCheckError
+    from crlbench.registry import methods
+    from crlbench.testing import check_method
+
+    columns = ["method", "package", "version", "summary"] + (["protocol"] if args.check else [])
+    table = Table(*columns, title="crlbench methods")
+    broken = 0
+    for entry in methods.entries():
+        summary = (Text(entry.obj.summary()) if entry.ok
+                   else Text(f"unusable: {entry.error}", style="red"))
+        row = [Text(entry.name), Text(entry.package), Text(entry.version), summary]
+        if args.check:
+            verdict = Text("–")
+            if entry.ok:
+                cls = entry.obj
+                try:
+                    check_method(cls, channels=(cls.input_channels or (3,))[0])
+                    verdict = Text("ok", style="green")
+                except MethodCheckError as e:
+                    verdict = Text(f"broken: {e}", style="red")
+                except Exception as e:  # a plugin may raise anything; report it by name
+                    verdict = Text(f"broken: raised {type(e).__name__}: {e}", style="red")
+            broken += not entry.ok or verdict.plain != "ok"
+            row.append(verdict)
+        table.add_row(*row)
+    console.print(table)
+    return 1 if broken else 0
 
 
 def cmd_suites(args: argparse.Namespace, console: Console) -> int:
@@ -271,14 +312,14 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "report": cmd_report,
-            "methods": cmd_methods, "suites": cmd_suites}
+            "bench": cmd_bench, "methods": cmd_methods, "suites": cmd_suites}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse, letting key=value items come before or after the --options."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    positional = "overrides" if args.command == "run" else "filters"
+    positional = "overrides" if args.command in ("run", "bench") else "filters"
     if not extra:
         return args
     if not hasattr(args, positional) or any(i.startswith("-") or "=" not in i for i in extra):

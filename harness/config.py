@@ -347,9 +347,10 @@ def _normalise_override(schema: DictConfig, item: str) -> str:
     return f"{key}={value}"
 
 
-def parse_overrides(overrides: list[str]) -> DictConfig:
-    """Parse `key=value` strings into a config (values typed by the YAML rules of _Loader)."""
-    schema = _schema()
+def parse_overrides(overrides: list[str], schema: DictConfig | None = None) -> DictConfig:
+    """Parse `key=value` strings into a config (values typed by the YAML rules of _Loader);
+    `schema` (default: the suite's) tells list keys and groups of keys apart."""
+    schema = _schema() if schema is None else schema
     out = OmegaConf.create()
     for item in overrides:
         key, _, value = _normalise_override(schema, item).partition("=")
@@ -364,6 +365,15 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         except OmegaConfBaseException as e:
             raise UserError(f"command line: cannot set {key!r}: {e.msg}") from None
     return out
+
+
+def apply_overrides(schema: DictConfig, overrides: list[str]) -> DictConfig:
+    """`key=value` overrides merged onto another structured schema (any dataclass config, such
+    as the speed benchmark's), refusals turned into one-line UserErrors as in `load_suite`."""
+    try:
+        return OmegaConf.merge(schema, parse_overrides(list(overrides), schema))
+    except OmegaConfBaseException as e:
+        raise _explain(e, schema, "command line") from None
 
 
 def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfig:
@@ -385,6 +395,7 @@ def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfi
     layers.append(("command line", parse_overrides(list(overrides))))
     cfg = schema
     for source, layer in layers:
+        _check_bools(schema, layer, source)
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
@@ -396,6 +407,26 @@ def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfi
     check_choices(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _is_bool_field(node: Any) -> bool:
+    ref = getattr(getattr(node, "_metadata", None), "ref_type", None)
+    return ref is bool or (getattr(ref, "__args__", None) or ()) == (bool, type(None))
+
+
+def _check_bools(schema: DictConfig, layer: Any, source: str, prefix: str = "") -> None:
+    """Booleans are true or false only: OmegaConf alone would turn 2, "yes" or "on" into True,
+    which is not what was written."""
+    if not isinstance(layer, dict | DictConfig) or not isinstance(schema, DictConfig):
+        return
+    for key, value in layer.items():
+        if key not in schema:
+            continue  # unknown keys are reported by the merge
+        node = schema._get_node(key)
+        if isinstance(node, DictConfig):
+            _check_bools(node, value, source, f"{prefix}{key}.")
+        elif _is_bool_field(node) and not (value is None or isinstance(value, bool)):
+            raise UserError(f"{source}: '{prefix}{key}' must be true or false, got {value!r}")
 
 
 def check_choices(cfg: DictConfig) -> None:

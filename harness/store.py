@@ -8,10 +8,13 @@ sees half a record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,11 @@ REQUIRED_FIELDS = ("schema", "run_id", "status", "suite", "method", "dataset", "
 
 
 def record_path(store: Path, suite: str, method: str, dataset: str, run_id: str) -> Path:
+    """Where a run's record lives; a name that would leave the store is refused."""
+    root = Path(store).resolve()
+    path = (root / suite / method / dataset / f"{run_id}.json").resolve()
+    if not path.is_relative_to(root) or len(path.relative_to(root).parts) != 4:
+        raise ValueError(f"record path for {suite}/{method}/{dataset} leaves the store {root}")
     return Path(store) / suite / method / dataset / f"{run_id}.json"
 
 
@@ -85,6 +93,72 @@ def is_done(path: Path) -> bool:
         return read_record(path)["status"] == "ok"
     except ValueError:
         return False
+
+
+# Claims: a run about to start creates `<run_id>.claim` beside its record with O_EXCL, so two
+# `crlbench run` processes on one store never run the same spec at once. A claim is stale (and
+# taken over) when its process is gone (same host) or it has not been refreshed for CLAIM_TTL
+# seconds (executors refresh it at every epoch).
+CLAIM_TTL = 3600.0
+
+
+def claim_path(record: Path) -> Path:
+    return record.with_suffix(".claim")
+
+
+def _claim_is_stale(path: Path) -> bool:
+    try:
+        owner = json.loads(path.read_text())
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True  # released while we looked
+    except (OSError, ValueError):
+        return time.time() - path.stat().st_mtime > 60  # half-written by a dying process
+    if age > CLAIM_TTL:
+        return True
+    if owner.get("host") == socket.gethostname():
+        return not _pid_alive(int(owner.get("pid", -1)))
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def try_claim(record: Path) -> bool:
+    """Claim the run of `record` for this process; False when another live process has it."""
+    path = claim_path(record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
+                       "time": time.time()}, f)
+        return True
+    return False
+
+
+def refresh_claim(record: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(claim_path(record))
+
+
+def release_claim(record: Path) -> None:
+    claim_path(record).unlink(missing_ok=True)
 
 
 @dataclass

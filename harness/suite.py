@@ -88,6 +88,11 @@ def _check_names(cfg: DictConfig) -> None:
             raise UserError(f"'{key}' lists a value twice: {list(cfg[key])}")
     if not _SAFE_NAME.match(cfg.name):
         raise UserError(f"suite name {cfg.name!r} must be letters, digits, '_', '.', '+', '-'")
+    for kind, names in (("method", cfg.method), ("dataset", cfg.dataset)):
+        for name in names:  # names become folders of the results store
+            if not _SAFE_NAME.match(name):
+                raise UserError(f"{kind} name {name!r} must be letters, digits, '_', '.', '+', "
+                                "'-' (it names a folder of the results store)")
     for name in cfg.method:
         registry.methods.get(name)
     for name in cfg.method_cfg:

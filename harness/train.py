@@ -77,10 +77,25 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+class CheckpointError(RuntimeError):
+    """A run's checkpoint exists but cannot be read (corrupt, or not made of plain tensors)."""
+
+
 def _load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint of an interrupted run, loaded with weights_only=True: a checkpoint that
+    holds anything but tensors and plain containers is refused, never unpickled."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt files fail in many ways; each means "cannot resume"
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); delete it to start "
+                              "the run over") from e
+    if not isinstance(state, dict) or not {"epoch", "method", "optimizer"} <= set(state):
+        raise CheckpointError(f"checkpoint {path} is not a crlbench checkpoint; delete it to "
+                              "start the run over")
+    return state
 
 
 def _loss_terms(out: Any, step: int) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ class RunSummary:
     failed: list[tuple[RunSpec, dict[str, Any]]] = field(default_factory=list)  # spec, error
     skipped: list[RunSpec] = field(default_factory=list)
     interrupted: list[RunSpec] = field(default_factory=list)  # stopped; the next run resumes
+    elsewhere: list[RunSpec] = field(default_factory=list)  # claimed by another live process
 
     @property
     def exit_code(self) -> int:
@@ -25,14 +26,17 @@ class RunSummary:
         return 130 if self.interrupted else 0
 
 
+def spec_path(store: Path, spec: RunSpec) -> Path:
+    return record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+
+
 def pending(specs: list[RunSpec], store: Path, force: bool) -> tuple[list[RunSpec], list[RunSpec]]:
     """Split specs into (to run, skipped because a finished record exists)."""
     if force:
         return list(specs), []
     todo, done = [], []
     for spec in specs:
-        path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
-        (done if is_done(path) else todo).append(spec)
+        (done if is_done(spec_path(store, spec)) else todo).append(spec)
     return todo, done
 
 

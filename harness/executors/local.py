@@ -1,12 +1,18 @@
-"""The local executor: runs specs one after another in this process."""
+"""The local executor: runs specs one after another in this process.
+
+Each run is claimed in the store just before it starts, so several local processes on one
+store share the work instead of repeating it: a spec another live process has claimed, or has
+finished in the meantime, is skipped.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from crlbench.executors.base import RunSummary, pending
+from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute
+from crlbench.store import is_done, refresh_claim, release_claim, try_claim
 from crlbench.suite import RunSpec
 
 
@@ -17,9 +23,23 @@ class LocalExecutor:
         summary = RunSummary(skipped=skipped)
         progress.suite_started(len(specs), len(skipped))
         for spec in todo:
-            progress.run_started(spec)
-            record = execute(spec, store,
-                             on_epoch=lambda e, n, t, s=spec: progress.epoch(s, e, n, t))
+            path = spec_path(store, spec)
+            if not force and is_done(path):  # another process finished it meanwhile
+                summary.skipped.append(spec)
+                continue
+            if not try_claim(path):
+                summary.elsewhere.append(spec)
+                continue
+            try:
+                progress.run_started(spec)
+
+                def on_epoch(epoch, epochs, terms, spec=spec, path=path):
+                    refresh_claim(path)
+                    progress.epoch(spec, epoch, epochs, terms)
+
+                record = execute(spec, store, on_epoch=on_epoch)
+            finally:
+                release_claim(path)
             if record["status"] == "ok":
                 summary.ok.append(spec)
             else:

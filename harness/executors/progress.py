@@ -72,7 +72,9 @@ class Progress:
         self._line(f"done in {elapsed:.1f}s: {len(summary.ok)} ok, {len(summary.failed)} failed, "
                    f"{len(summary.skipped)} skipped"
                    + (f", {len(summary.interrupted)} interrupted (run the same command again "
-                      "to resume them)" if summary.interrupted else ""))
+                      "to resume them)" if summary.interrupted else "")
+                   + (f", {len(summary.elsewhere)} running in another crlbench process"
+                      if summary.elsewhere else ""))
         for spec, error in summary.failed:
             self._line(f"  failed: {spec.label}: {error['type']}: {error['message']}")
 

@@ -28,10 +28,10 @@ import ray
 import torch
 from ray import tune
 
-from crlbench.executors.base import RunSummary, pending
+from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute, record_failure
-from crlbench.store import is_done, read_record, record_path
+from crlbench.store import is_done, read_record, refresh_claim, release_claim, try_claim
 from crlbench.suite import RunSpec
 
 SCRATCH = ".ray"  # Ray Tune's own experiment folder, inside the store
@@ -99,14 +99,15 @@ class _Forward(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result:
-            progress, spec, _ = self._context(trial)
+            progress, spec, store = self._context(trial)
+            refresh_claim(spec_path(store, spec))
             terms = {k: v for k, v in result.items() if k not in _RAY_KEYS
                      and isinstance(v, int | float) and k not in ("epoch", "epochs")}
             progress.epoch(spec, int(result["epoch"]), int(result["epochs"]), terms)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         progress, spec, store = self._context(trial)
-        progress.run_finished(spec, read_record(_path(store, spec)))
+        progress.run_finished(spec, read_record(spec_path(store, spec)))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         progress, spec, store = self._context(trial)
@@ -118,10 +119,6 @@ _RAY_KEYS = frozenset({"timestamp", "time_this_iter_s", "time_total_s", "trainin
                        "iterations_since_restore", "date", "trial_id", "experiment_tag",
                        "timesteps_total", "episodes_total", "config", "checkpoint_dir_name",
                        "should_checkpoint"})
-
-
-def _path(store: Path, spec: RunSpec) -> Path:
-    return record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
 
 
 def _trial_error(trial) -> dict[str, Any]:
@@ -146,6 +143,10 @@ class RayExecutor:
             os.environ.setdefault(name, value)
         todo, skipped = pending(specs, store, force)
         progress.suite_started(len(specs), len(skipped))
+        # claimed here, by the driver, for the whole suite: trials may run on other nodes
+        claimed = [s for s in todo if try_claim(spec_path(store, s))]
+        elsewhere = [s for s in todo if s not in claimed]
+        todo = claimed
         if todo:
             scratch = store / SCRATCH
             key = id(progress)
@@ -170,7 +171,10 @@ class RayExecutor:
                 finally:
                     _LIVE.pop(key, None)
                     shutil.rmtree(scratch, ignore_errors=True)
+                    for spec in todo:
+                        release_claim(spec_path(store, spec))
         summary = _summarise(todo, skipped, store)
+        summary.elsewhere = elsewhere
         progress.suite_finished(summary)
         return summary
 
@@ -179,7 +183,7 @@ def _summarise(todo: list[RunSpec], skipped: list[RunSpec], store: Path) -> RunS
     """The summary, from the records on disk (the truth), not from Ray's view of the trials."""
     summary = RunSummary(skipped=skipped)
     for spec in todo:
-        path = _path(store, spec)
+        path = spec_path(store, spec)
         if is_done(path):
             summary.ok.append(spec)
         elif path.is_file():

@@ -1,0 +1,115 @@
+"""The speed benchmark's configuration: `BenchConfig`, and `load_bench_config(overrides)`.
+
+Defaults are the issue's H100 target setting (SimCLR, ResNet-18 with the small-image stem, batch
+512, two views of 32x32, bf16 on a GPU). `key=value` overrides are parsed and validated exactly
+as a suite's are (`crlbench.config.apply_overrides`): an unknown key or a wrong type is a
+one-line UserError; the checks below add ranges and closed choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from crlbench.config import AugmentConfig, DataConfig, EvalConfig, apply_overrides
+from crlbench.errors import UserError
+
+PARTS = ("fixed", "throughput", "baseline", "eval")
+PRECISIONS = ("auto", "bf16", "fp32")
+OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+MIN_EVAL_SIZE = 100
+
+
+def _cifar_augment() -> AugmentConfig:
+    # the shipped cifar10 suite's views: SimCLR's CIFAR setting, jitter 0.5, no blur
+    return AugmentConfig(family="simclr", jitter_strength=0.5, blur_p=0.0)
+
+
+@dataclass
+class BenchConfig:
+    # (a) and (b): the training step
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    small_stem: bool | None = None  # None: for images <= 64 px, as in runs
+    width: int = 32  # convnet_tiny's first layer
+    batch_size: int = 512
+    image_size: int = 32
+    channels: int = 3  # 1 or 3
+    precision: str = "auto"  # auto (bf16 on a GPU, fp32 on the CPU) | bf16 | fp32
+    channels_last: bool | None = None  # None: on a GPU
+    compile: bool | None = None  # also time the compiled step; None: on a GPU only
+    optimizer: str = "lars"
+    steps: int = 50  # timed steps
+    warmup: int = 10  # untimed steps before them (compilation happens here)
+    pool_batches: int = 4  # synthetic uint8 images on the device: this many batches' worth
+    augment: AugmentConfig = field(default_factory=_cifar_augment)
+    workers: list[int] = field(default_factory=lambda: [16])  # DataLoader baseline workers
+    # (c): evaluation cost on synthetic features, split 6:1 train/test
+    eval_sizes: list[int] = field(default_factory=lambda: [10_000, 70_000, 200_000])
+    feature_dim: int = 512
+    classes: int = 10
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # (d): the fixed cost of a run on a real dataset (embedded digits needs no files)
+    dataset: str = "digits"
+    data: DataConfig = field(default_factory=DataConfig)
+    parts: list[str] = field(default_factory=lambda: list(PARTS))
+    device: str = "auto"
+    seed: int = 0
+    output: str | None = None  # None: results/bench/bench-<device>-<UTC time>.json
+
+
+def load_bench_config(overrides: list[str]) -> DictConfig:
+    """The validated, read-only benchmark config for a command line's overrides."""
+    schema = OmegaConf.structured(BenchConfig)
+    cfg = apply_overrides(schema, overrides)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise UserError(f"config: cannot resolve '{getattr(e, 'full_key', '')}': {e.msg}") from None
+    check(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def _at_least(cfg: DictConfig, key: str, low: int) -> None:
+    if OmegaConf.select(cfg, key) < low:
+        raise UserError(f"'{key}' must be >= {low}, got {OmegaConf.select(cfg, key)}")
+
+
+def _one_of(cfg: DictConfig, key: str, valid: tuple[str, ...]) -> None:
+    if OmegaConf.select(cfg, key) not in valid:
+        raise UserError(f"'{key}' is {OmegaConf.select(cfg, key)!r}; valid choices: "
+                        f"{', '.join(valid)}")
+
+
+def check(cfg: DictConfig) -> None:
+    """Ranges and choices that the schema's types cannot express; plugins are looked up."""
+    from crlbench import registry
+    from crlbench.backbones import check_backbone_name
+    from crlbench.evaluate import EVALUATORS
+
+    for key, low in (("batch_size", 2), ("image_size", 2), ("steps", 1), ("warmup", 0),
+                     ("pool_batches", 1), ("feature_dim", 1), ("classes", 2), ("width", 1)):
+        _at_least(cfg, key, low)
+    _one_of(cfg, "precision", PRECISIONS)
+    _one_of(cfg, "optimizer", OPTIMIZERS)
+    if cfg.channels not in (1, 3):
+        raise UserError(f"'channels' must be 1 or 3, got {cfg.channels}")
+    if any(w < 0 for w in cfg.workers):
+        raise UserError(f"'workers' must be counts >= 0, got {list(cfg.workers)}")
+    if any(n < MIN_EVAL_SIZE for n in cfg.eval_sizes):
+        raise UserError(f"'eval_sizes' must each be >= {MIN_EVAL_SIZE}, "
+                        f"got {list(cfg.eval_sizes)}")
+    unknown = [p for p in cfg.parts if p not in PARTS]
+    if unknown or not cfg.parts:
+        raise UserError(f"'parts' must be a non-empty list of {', '.join(PARTS)}, "
+                        f"got {list(cfg.parts)}")
+    evaluators = [m for m in cfg.eval.metrics if m not in EVALUATORS]
+    if evaluators:
+        raise UserError(f"unknown evaluator(s) {', '.join(evaluators)} in eval.metrics; "
+                        f"valid: {', '.join(EVALUATORS)}")
+    check_backbone_name(cfg.backbone)
+    if not registry.methods.get(cfg.method).trainable:
+        raise UserError(f"method {cfg.method!r} has no training step to time")

@@ -1,0 +1,89 @@
+"""(c) The cost of evaluation: every evaluator of the benchmark's EvalConfig, timed one by one
+on synthetic features of each size in `eval_sizes`.
+
+Features are Gaussian class centres N(0, I) plus isotropic noise of variance
+NOISE * sqrt(dim / 8): the between-class gap in squared distance (2 dim) is then about a third
+of the noise's spread in it (sqrt(8 dim) var), so classes overlap as learned features' do
+(kNN-5 accuracy near 0.85 at 512 dims, 10 classes, 10k features), and k-means does not
+converge in a few iterations as on separated blobs. They are split 6:1 into train and test like
+Fashion-MNIST's 60k/10k. The geometry evaluator gets two noisy copies of
+the test features as its view pairs; cluster heads are skipped (there are none to score).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from crlbench.bench.model import clock
+from crlbench.evaluate import EVALUATORS, Embeddings
+
+NOISE = 3.0
+VIEW_NOISE = 0.1  # view pairs: the test features plus this share of the class noise
+WARMUP_SIZE = 2000  # an untimed evaluation on a GPU first, so the first size pays no lazy init
+
+
+def synthetic_features(n: int, dim: int, classes: int, seed: int,
+                       device: torch.device) -> Embeddings:
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=gen)
+    sigma = math.sqrt(NOISE * math.sqrt(dim / 8))
+    labels = torch.randint(classes, (n,), generator=gen)
+    feats = centres[labels] + sigma * torch.randn(n, dim, generator=gen)
+    n_train = n * 6 // 7
+    test = feats[n_train:]
+    pairs = tuple(test + VIEW_NOISE * sigma * torch.randn(test.shape, generator=gen)
+                  for _ in range(2))
+    emb = Embeddings(train=feats[:n_train].to(device), train_labels=labels[:n_train].to(device),
+                     test=test.to(device), test_labels=labels[n_train:].to(device),
+                     num_classes=classes)
+    emb.view_pairs = (pairs[0].to(device), pairs[1].to(device))
+    emb.cluster_labels = labels.to(device)
+    return emb
+
+
+def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int,
+                    device: torch.device) -> dict[str, Any]:
+    seconds: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    metrics: dict[str, float] = {}
+    for name in (str(m) for m in cfg.metrics):
+        if name == "heads":
+            skipped[name] = "no cluster heads on synthetic features"
+            continue
+        start = clock(device)
+        m, _ = EVALUATORS[name](emb, cfg, seed)
+        seconds[name] = clock(device) - start
+        metrics.update(m)
+    return {"seconds": seconds, "total_s": sum(seconds.values()), "skipped": skipped,
+            "metrics": metrics}
+
+
+def growth(sizes: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The exponent of time in features between consecutive sizes (1 is linear growth)."""
+    out = []
+    for a, b in pairwise(sizes):
+        if b["features"] != a["features"] and a["total_s"] > 0 and b["total_s"] > 0:
+            out.append({"from": a["features"], "to": b["features"],
+                        "exponent": math.log(b["total_s"] / a["total_s"])
+                        / math.log(b["features"] / a["features"])})
+    return out
+
+
+def measure_eval(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        warm = synthetic_features(WARMUP_SIZE, cfg.feature_dim, cfg.classes, cfg.seed, device)
+        time_evaluators(warm, cfg.eval, cfg.seed, device)
+    sizes = []
+    for n in cfg.eval_sizes:
+        emb = synthetic_features(n, cfg.feature_dim, cfg.classes, cfg.seed, device)
+        timed = time_evaluators(emb, cfg.eval, cfg.seed, device)
+        sizes.append({"features": n, "train": len(emb.train), "test": len(emb.test), **timed})
+        del emb
+    return {"feature_dim": cfg.feature_dim, "classes": cfg.classes,
+            "metrics": [str(m) for m in cfg.eval.metrics], "sizes": sizes,
+            "growth": growth(sorted(sizes, key=lambda s: s["features"]))}

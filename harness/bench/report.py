@@ -1,0 +1,123 @@
+"""The benchmark's output: the environment it ran in, terminal tables and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    from crlbench.runner import environment as run_environment
+
+    env = run_environment(device)
+    env.update(cpu_name=_cpu_name(), cpu_count=os.cpu_count(),
+               cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+               else None)
+    if device.type == "cpu":
+        env["device_name"] = env["cpu_name"]
+    return env
+
+
+def default_output(device: torch.device) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / "bench" / f"bench-{device.type}-{stamp}.json"
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def training_table(results: dict[str, Any]) -> Table | None:
+    tp, base = results.get("throughput"), results.get("baseline")
+    if not tp and not base:
+        return None
+    views = (tp or base)["views"]
+    table = Table("pipeline", "images/s", "s/step", "no-aug img/s", "aug share", "warm-up s",
+                  "vs baseline", title=f"training images/s (samples, {views} views each)")
+    for mode in ("eager", "compiled"):
+        row = (tp or {}).get(mode)
+        if row:
+            table.add_row(f"harness {mode} {row['precision']}", _rate(row["images_per_s"]),
+                          _secs(row["seconds"] / tp["steps"]), _rate(row["noaug_images_per_s"]),
+                          f"{row['augment_share']:.1%}", f"{row['warmup_s']:.1f}", "")
+    for row in (base or {}).get("runs", []):
+        table.add_row(f"DataLoader {row['workers']} workers", _rate(row["images_per_s"]),
+                      _secs(row["seconds"] / base["steps"]), "", "", f"{row['warmup_s']:.1f}",
+                      "-" if row["ratio"] is None else f"x{row['ratio']:.2f}")
+    return table
+
+
+def eval_table(results: dict[str, Any]) -> Table | None:
+    ev = results.get("eval")
+    if not ev:
+        return None
+    names = [m for m in ev["metrics"] if any(m in s["seconds"] for s in ev["sizes"])]
+    table = Table("features", *names, "total s",
+                  title=f"evaluation seconds ({ev['feature_dim']} dims, {ev['classes']} classes, "
+                        "6:1 train/test)")
+    for s in ev["sizes"]:
+        table.add_row(f"{s['features']:,}", *(_secs(s["seconds"].get(m)) for m in names),
+                      _secs(s["total_s"]))
+    return table
+
+
+def fixed_table(results: dict[str, Any]) -> Table | None:
+    fc = results.get("fixed_cost")
+    if not fc:
+        return None
+    table = Table("device init", "dataset load", "model build", "first step", "total s",
+                  title=f"fixed cost per run ({fc['dataset']}, {fc['backbone']}, "
+                        f"{fc['method']}, batch {fc['batch_size']})")
+    s = fc["seconds"]
+    table.add_row(*(_secs(s[k]) for k in ("device_init", "data", "build", "first_step")),
+                  _secs(fc["total_s"]))
+    return table
+
+
+def targets_table(results: dict[str, Any]) -> Table:
+    table = Table("target", "goal", "measured", "status", title="targets of issue 7")
+    for t in results["targets"]:
+        value = t["measured"]
+        shown = "-" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"
+        table.add_row(t["description"], t["target"], shown, t["status"])
+    return table
+
+
+def print_report(console: Console, results: dict[str, Any], path: Path) -> None:
+    env = results["environment"]
+    console.print(f"device: {env['device_name']} ({env['device']}), torch {env['torch']}, "
+                  f"CUDA {env['cuda']}, {env['cpu_count']} CPUs", markup=False, highlight=False)
+    for make in (training_table, eval_table, fixed_table, targets_table):
+        table = make(results)
+        if table is not None:
+            console.print(table)
+    console.print(f"written: {path}", markup=False, highlight=False)

@@ -1,0 +1,71 @@
+"""`run_bench`: the four measurements in one process, in the order that keeps each honest, then
+the targets, the tables and the JSON.
+
+The fixed cost goes first (it must pay the lazy CUDA initialisation), then the harness's
+throughput, the DataLoader baseline on the same model and step, and the evaluation cost.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from crlbench.bench.baseline import measure_baseline
+from crlbench.bench.evalcost import measure_eval
+from crlbench.bench.fixedcost import measure_fixed_cost
+from crlbench.bench.model import device_of, synthetic_images, synthetic_stepper
+from crlbench.bench.report import default_output, environment, print_report, write_json
+from crlbench.bench.targets import judge
+from crlbench.bench.throughput import measure_throughput
+
+
+def _baseline(cfg: DictConfig, device: torch.device, stepper, throughput) -> dict[str, Any]:
+    """Each worker count on the stepper the throughput part ended with (else a fresh eager one);
+    the ratio is against that stepper's own harness figure."""
+    images = synthetic_images(cfg, device)
+    if throughput is None:
+        stepper, harness = synthetic_stepper(cfg, device, images, compile=False), None
+    else:
+        harness = throughput["compiled"] or throughput["eager"]
+    runs = [measure_baseline(stepper, images, w, cfg.warmup, cfg.steps, cfg.seed)
+            for w in cfg.workers]
+    for row in runs:
+        row["ratio"] = harness["images_per_s"] / row["images_per_s"] if harness else None
+    return {"steps": cfg.steps, "warmup": cfg.warmup, "views": stepper.method.num_views,
+            "against": ("compiled" if stepper.setup.cfg.compile else "eager"),
+            "pin_memory": device.type == "cuda", "runs": runs}
+
+
+def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
+    device = device_of(cfg)
+    compile = device.type == "cuda" if cfg.compile is None else bool(cfg.compile)
+    results: dict[str, Any] = {
+        "command": shlex.join(["crlbench", "bench", *overrides]),
+        "argv": shlex.join(sys.argv),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "compile": compile,
+    }
+    parts = set(cfg.parts)
+    if "fixed" in parts:
+        results["fixed_cost"] = measure_fixed_cost(cfg, device)
+    results["environment"] = environment(device)  # after: naming a GPU initialises CUDA
+    stepper = throughput = None
+    if "throughput" in parts:
+        throughput, stepper = measure_throughput(cfg, device, compile)
+        results["throughput"] = throughput
+    if "baseline" in parts and cfg.workers:
+        results["baseline"] = _baseline(cfg, device, stepper, throughput)
+    del stepper
+    if "eval" in parts and cfg.eval_sizes:
+        results["eval"] = measure_eval(cfg, device)
+    results["targets"] = judge(cfg, device.type, results)
+    path = Path(cfg.output).expanduser() if cfg.output else default_output(device)
+    write_json(path, results)
+    print_report(console, results, path)
+    return path

@@ -1,0 +1,87 @@
+"""`crlbench bench` on the CPU at tiny sizes: it measures every part and writes its JSON; bad
+overrides are one-line errors; the targets are judged only on their own device and setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crlbench.bench import load_bench_config
+from crlbench.bench.targets import judge
+from crlbench.cli import main
+
+TINY = ["backbone=convnet_tiny", "batch_size=16", "image_size=16", "steps=2", "warmup=1",
+        "eval_sizes=[300]", "compile=false", "device=cpu"]
+
+
+def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "workers=[0,1]", f"output={out}"]) == 0
+    assert str(out) in capsys.readouterr().out
+    res = json.loads(out.read_text())
+
+    assert res["command"].startswith("crlbench bench backbone=convnet_tiny")
+    assert f"output={out}" in res["command"]
+    env = res["environment"]
+    assert env["device"] == "cpu" and env["device_name"] and env["cpu_count"] >= 1
+    assert env["torch"] and env["torchvision"] and env["python"] and env["crlbench"]
+    assert res["config"]["batch_size"] == 16 and res["compile"] is False
+
+    eager = res["throughput"]["eager"]
+    assert eager["images_per_s"] > 0 and eager["noaug_images_per_s"] > 0
+    assert eager["seconds"] > 0 and eager["precision"] == "fp32"
+    assert res["throughput"]["compiled"] is None
+    runs = res["baseline"]["runs"]
+    assert [r["workers"] for r in runs] == [0, 1]
+    assert all(r["images_per_s"] > 0 and r["ratio"] > 0 for r in runs)
+
+    (size,) = res["eval"]["sizes"]
+    assert size["features"] == 300 and size["train"] + size["test"] == 300
+    assert set(size["seconds"]) == {"knn", "linear", "kmeans", "geometry", "retrieval"}
+    assert all(s >= 0 for s in size["seconds"].values()) and size["total_s"] > 0
+    assert "heads" in size["skipped"]
+
+    fixed = res["fixed_cost"]
+    assert fixed["dataset"] == "digits" and fixed["total_s"] > 0
+    assert set(fixed["seconds"]) == {"device_init", "data", "build", "first_step"}
+
+    status = {t["name"]: t["status"] for t in res["targets"]}
+    assert status["train_eager"].startswith("not applicable")
+    assert status["cpu_fixed_cost_s"] in ("pass", "fail")
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("batchsize=3", "unknown config key 'batchsize'"),
+    ("batch_size=many", "'batch_size' must be an integer"),
+    ("workers=[a]", "workers"),
+    ("steps=0", "'steps' must be >= 1"),
+    ("parts=[speed]", "'parts' must be"),
+    ("method=nosuch", "unknown method 'nosuch'"),
+])
+def test_bad_overrides_exit_2_with_one_line(arg, expected, tmp_path, capsys):
+    assert main(["bench", arg, f"output={tmp_path}/b.json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_targets_are_judged_only_on_their_device_and_setting():
+    cfg = load_bench_config([])  # the H100 target setting
+    results = {"throughput": {"eager": {"images_per_s": 25_000, "augment_share": 0.2},
+                              "compiled": {"images_per_s": 29_000, "augment_share": 0.1}},
+               "baseline": {"runs": [{"workers": 16, "ratio": 4.5}]},
+               "eval": {"sizes": [{"features": 70_000, "total_s": 12.0}]},
+               "fixed_cost": {"total_s": 3.0}}
+    status = {t["name"]: t["status"] for t in judge(cfg, "cuda", results)}
+    assert status["train_eager"] == "pass" and status["train_compiled"] == "fail"
+    assert status["baseline_ratio_16"] == "pass" and status["eval_70k_s"] == "pass"
+    assert status["augment_share_eager"] == "fail"
+    assert status["augment_share_compiled"] == "pass"
+    assert status["cpu_fixed_cost_s"].startswith("not applicable: stated for cpu")
+
+    small = load_bench_config(["batch_size=256"])
+    status = {t["name"]: t["status"] for t in judge(small, "cuda", results)}
+    assert status["train_eager"] == "not applicable: setting differs (batch_size=256)"
+    assert status["eval_70k_s"] == "pass"  # the evaluation's setting does not involve the batch

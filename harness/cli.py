@@ -5,7 +5,8 @@
     crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
     crlbench report [suite=NAME] [--output FILE]
     crlbench bench [key=value ...]
-    crlbench methods
+    crlbench new-method NAME [--dir PATH]
+    crlbench methods [--check] | datasets | evaluators
     crlbench suites
 
 Errors a user can cause print one line and exit with code 2; failed runs exit with code 1.
@@ -77,9 +78,18 @@ def _parser() -> argparse.ArgumentParser:
                             "eval_sizes=[10000] compile=false output=PATH.json (defaults: "
                             "the H100 target setting; see crlbench.bench.config)")
 
+    new = sub.add_parser("new-method", help="write an installable method plugin package to "
+                                            "start from (pip install -e it, then run it)")
+    new.add_argument("name", help="the method's registry name: lower case letters, digits, _")
+    new.add_argument("--dir", type=Path, default=None,
+                     help="where to write it (default ./crlbench-NAME); must not exist or be "
+                          "empty")
+
     methods = sub.add_parser("methods", help="list installed methods")
     methods.add_argument("--check", action="store_true",
                          help="run crlbench.testing.check_method on every method")
+    sub.add_parser("datasets", help="list registered datasets (built-in and plugins')")
+    sub.add_parser("evaluators", help="list registered evaluators (built-in and plugins')")
     sub.add_parser("suites", help="list shipped suites")
     return parser
 
@@ -268,34 +278,80 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_methods(args: argparse.Namespace, console: Console) -> int:
+def _plugin_table(reg, summary, title: str, check=None) -> tuple[Table, int]:
+    """A registry's entries as a table (name, package, version, summary[, protocol]) and the
+    count of unusable or, with `check`, broken ones. `check(obj)` returns None or why."""
+    columns = [reg.kind, "package", "version", "summary"] + (["protocol"] if check else [])
+    table = Table(*columns, title=title)
+    broken = 0
+    for entry in reg.entries():
+        text = (Text(summary(entry.obj)) if entry.ok
+                else Text(f"unusable: {entry.error}", style="red"))
+        row = [Text(entry.name), Text(entry.package), Text(entry.version), text]
+        if check:
+            why = check(entry.obj) if entry.ok else "–"
+            row.append(Text("ok", style="green") if why is None
+                       else Text(why, style="red" if entry.ok else ""))
+            broken += entry.ok and why is not None
+        broken += not entry.ok
+        table.add_row(*row)
+    return table, broken
+
+
+def _protocol_problem(cls) -> str | None:
     from crlbench.errors import MethodCheckError
-    from crlbench.registry import methods
     from crlbench.testing import check_method
 
-    columns = ["method", "package", "version", "summary"] + (["protocol"] if args.check else [])
-    table = Table(*columns, title="crlbench methods")
-    broken = 0
-    for entry in methods.entries():
-        summary = (Text(entry.obj.summary()) if entry.ok
-                   else Text(f"unusable: {entry.error}", style="red"))
-        row = [Text(entry.name), Text(entry.package), Text(entry.version), summary]
-        if args.check:
-            verdict = Text("–")
-            if entry.ok:
-                cls = entry.obj
-                try:
-                    check_method(cls, channels=(cls.input_channels or (3,))[0])
-                    verdict = Text("ok", style="green")
-                except MethodCheckError as e:
-                    verdict = Text(f"broken: {e}", style="red")
-                except Exception as e:  # a plugin may raise anything; report it by name
-                    verdict = Text(f"broken: raised {type(e).__name__}: {e}", style="red")
-            broken += not entry.ok or verdict.plain != "ok"
-            row.append(verdict)
-        table.add_row(*row)
+    try:
+        check_method(cls, channels=(cls.input_channels or (3,))[0])
+    except MethodCheckError as e:
+        return f"broken: {e}"
+    except Exception as e:  # a plugin may raise anything; report it by name
+        return f"broken: raised {type(e).__name__}: {e}"
+    return None
+
+
+def cmd_methods(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.registry import methods
+
+    table, broken = _plugin_table(methods, lambda cls: cls.summary(), "crlbench methods",
+                                  _protocol_problem if args.check else None)
     console.print(table)
-    return 1 if broken else 0
+    return 1 if broken and args.check else 0
+
+
+def cmd_datasets(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.registry import datasets
+
+    table, _ = _plugin_table(datasets, lambda info: f"{info.summary} ({info.num_classes} classes,"
+                             f" {info.channels} channel{'s' * (info.channels > 1)})",
+                             "crlbench datasets (and any data.folders.NAME=PATH)")
+    console.print(table)
+    return 0
+
+
+def cmd_evaluators(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.registry import evaluators
+
+    def summary(fn) -> str:
+        doc = (getattr(fn, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    table, _ = _plugin_table(evaluators, summary, "crlbench evaluators (eval.metrics=[...])")
+    console.print(table)
+    return 0
+
+
+def cmd_new_method(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.scaffold import write_method_package
+
+    path = write_method_package(args.name, args.dir)
+    console.print(f"wrote {path}; next:\n"
+                  f"  pip install -e {path}\n"
+                  f"  pytest {path}/tests\n"
+                  f"  crlbench run suite=quickstart method={args.name},simclr",
+                  markup=False, highlight=False)
+    return 0
 
 
 def cmd_suites(args: argparse.Namespace, console: Console) -> int:
@@ -312,7 +368,8 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "report": cmd_report,
-            "bench": cmd_bench, "methods": cmd_methods, "suites": cmd_suites}
+            "bench": cmd_bench, "new-method": cmd_new_method, "methods": cmd_methods,
+            "datasets": cmd_datasets, "evaluators": cmd_evaluators, "suites": cmd_suites}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

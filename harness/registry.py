@@ -1,8 +1,10 @@
-"""Plugin discovery through entry point groups.
+"""Plugin discovery through entry point groups: `crlbench.methods`, `crlbench.datasets` and
+`crlbench.evaluators`.
 
-Built-in methods register through the `crlbench.methods` group exactly as a third-party package
-does (see pyproject.toml). Every entry is loaded in isolation: a plugin that fails to import, or
-two packages that claim one name, are reported by name and never break the other plugins.
+Built-in methods, datasets and evaluators register through these groups exactly as a
+third-party package does (see pyproject.toml). Every entry is loaded in isolation: a plugin
+that fails to import, is not what its group expects, or claims a name another package claims
+too is reported by name with the reason, and never breaks the other plugins.
 """
 
 from __future__ import annotations
@@ -49,19 +51,22 @@ def _distribution(ep: EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or dist.name, dist.version
 
 
-def _load(ep: EntryPoint, check: Callable[[Any], str | None] | None) -> tuple[Any, str | None]:
+Check = Callable[[str, Any], str | None]  # (registered name, loaded object) -> why unusable
+
+
+def _load(ep: EntryPoint, check: Check | None) -> tuple[Any, str | None]:
     try:
         obj = ep.load()
     except Exception as e:  # a plugin's import may raise anything; report it, don't crash
         where = traceback.extract_tb(e.__traceback__)[-1]
         return None, f"import failed: {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
-    return obj, (check(obj) if check else None)
+    return obj, (check(ep.name, obj) if check else None)
 
 
 class Registry:
     """The plugins of one entry point group, discovered once and cached."""
 
-    def __init__(self, group: str, kind: str, check: Callable[[Any], str | None] | None = None):
+    def __init__(self, group: str, kind: str, check: Check | None = None):
         self.group = group
         self.kind = kind  # "method", "dataset", ... used in messages
         self._check = check
@@ -99,6 +104,10 @@ class Registry:
                 rows.extend(claims)
         return rows
 
+    def __contains__(self, name: str) -> bool:
+        """Whether any package claims `name` (usable or not)."""
+        return name in self._discover()
+
     def names(self) -> list[str]:
         """Names that can be used (loaded fine, claimed once)."""
         return sorted(e.name for e in self.entries() if e.ok)
@@ -127,7 +136,7 @@ class Registry:
         return f"{self.kind} name {name!r} is registered twice, by {who}; uninstall one of them"
 
 
-def _check_method(obj: Any) -> str | None:
+def _check_method(name: str, obj: Any) -> str | None:
     from crlbench.protocol import Method
 
     if not (isinstance(obj, type) and issubclass(obj, Method)):
@@ -135,4 +144,23 @@ def _check_method(obj: Any) -> str | None:
     return None
 
 
+def _check_dataset(name: str, obj: Any) -> str | None:
+    from crlbench.data.catalog import DatasetInfo
+
+    if not isinstance(obj, DatasetInfo):
+        return f"{obj!r} is not a crlbench.data.DatasetInfo"
+    if obj.name != name:
+        return f"its DatasetInfo is named {obj.name!r} but registered as {name!r}; make them equal"
+    return None
+
+
+def _check_evaluator(name: str, obj: Any) -> str | None:
+    if not callable(obj):
+        return f"{obj!r} is not callable as evaluator(embeddings, eval_cfg, seed)"
+    return None
+
+
 methods = Registry("crlbench.methods", "method", _check_method)
+datasets = Registry("crlbench.datasets", "dataset", _check_dataset)
+evaluators = Registry("crlbench.evaluators", "evaluator", _check_evaluator)
+BUILTIN_PACKAGE = "crlbench"  # the distribution whose entries are the built-ins

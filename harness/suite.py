@@ -22,9 +22,8 @@ from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import check_backbone_name
 from crlbench.config import SuiteConfig, check_choices, to_dict
-from crlbench.data import dataset_channels, dataset_names
+from crlbench.data import dataset_channels, resolve_dataset
 from crlbench.errors import UserError
-from crlbench.evaluate import EVALUATORS
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -101,11 +100,8 @@ def _check_names(cfg: DictConfig) -> None:
                 f"method_cfg names unknown method {name!r}; valid methods: "
                 f"{', '.join(registry.methods.names())}"
             )
-    valid_datasets = dataset_names(cfg.data.folders)
     for name in cfg.dataset:
-        if name not in valid_datasets:
-            raise UserError(
-                f"unknown dataset {name!r}; valid datasets: {', '.join(valid_datasets)}")
+        resolve_dataset(name, cfg.data.folders)  # unknown or unusable: one line naming it
     for method in cfg.method:
         accepts = registry.methods.get(method).input_channels
         for name in cfg.dataset:
@@ -118,11 +114,7 @@ def _check_names(cfg: DictConfig) -> None:
     check_backbone_name(cfg.backbone.name)
     Augmenter.from_config(cfg.augment, out_size=32)  # family and overrides, checked up front
     for name in cfg.eval.metrics:
-        if name not in EVALUATORS:
-            raise UserError(
-                f"unknown evaluator {name!r} in eval.metrics; valid evaluators: "
-                f"{', '.join(EVALUATORS)}"
-            )
+        registry.evaluators.get(name)  # unknown, duplicate or broken: one line naming it
 
 
 def _check_values(cfg: DictConfig) -> None:

@@ -57,13 +57,18 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         for module, src in modules.items():
             (root / f"{module}.py").write_text(textwrap.dedent(src))
         importlib.invalidate_caches()
-        registry.methods.refresh()
+        _refresh_registries()
 
     yield make
     for name in list(sys.modules):
         if name.startswith("fake_"):
             del sys.modules[name]
-    registry.methods.refresh()
+    _refresh_registries()
+
+
+def _refresh_registries() -> None:
+    for reg in (registry.methods, registry.datasets, registry.evaluators):
+        reg.refresh()
 
 
 @pytest.fixture

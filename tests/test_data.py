@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from crlbench import registry
 from crlbench.data import (
     DATASETS,
     ImageData,
@@ -147,6 +148,9 @@ def write_png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (
 
 def test_builtin_catalogue():
     assert list(DATASETS) == BUILTINS
+    assert registry.datasets.names() == sorted(BUILTINS)  # every built-in is registered
+    for name in BUILTINS:
+        assert registry.datasets.get(name) is DATASETS[name]
     for name, info in DATASETS.items():
         assert info.name == name
         assert info.summary and "\n" not in info.summary
@@ -154,9 +158,10 @@ def test_builtin_catalogue():
 
 
 def test_dataset_names_adds_folders_and_refuses_clashes():
-    assert dataset_names() == BUILTINS
-    assert dataset_names({"zeta": "/z", "imagenet10": "/i"}) == [*BUILTINS, "imagenet10", "zeta"]
-    with pytest.raises(UserError, match=r"cifar10.*built-in"):
+    assert dataset_names() == sorted(BUILTINS)  # as registered in crlbench.datasets
+    assert dataset_names({"zeta": "/z", "imagenet10": "/i"}) == [*sorted(BUILTINS), "imagenet10",
+                                                                 "zeta"]
+    with pytest.raises(UserError, match=r"cifar10.*registered dataset"):
         dataset_names({"cifar10": "/somewhere"})
 
 

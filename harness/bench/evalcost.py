@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from crlbench.bench.model import clock
-from crlbench.evaluate import EVALUATORS, Embeddings
+from crlbench.evaluate import Embeddings, run_evaluator
 
 NOISE = 3.0
 VIEW_NOISE = 0.1  # view pairs: the test features plus this share of the class noise
@@ -56,7 +56,7 @@ def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int,
             skipped[name] = "no cluster heads on synthetic features"
             continue
         start = clock(device)
-        m, _ = EVALUATORS[name](emb, cfg, seed)
+        m, _ = run_evaluator(name, emb, cfg, seed)
         seconds[name] = clock(device) - start
         metrics.update(m)
     return {"seconds": seconds, "total_s": sum(seconds.values()), "skipped": skipped,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,25 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device: torch.device) -> dict[str, Any]:
+    from crlbench.runner import cpu_name
     from crlbench.runner import environment as run_environment
 
     env = run_environment(device)
-    env.update(cpu_name=_cpu_name(), cpu_count=os.cpu_count(),
+    env.update(cpu_name=cpu_name(), cpu_count=os.cpu_count(),
                cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
                else None)
-    if device.type == "cpu":
-        env["device_name"] = env["cpu_name"]
     return env
 
 

@@ -17,6 +17,7 @@ from crlbench.data.api import (
     dataset_names,
     load_dataset,
     resize_data,
+    resolve_dataset,
 )
 from crlbench.data.base import ImageData, MissingDataError
 from crlbench.data.catalog import DATASETS, DatasetInfo
@@ -37,4 +38,5 @@ __all__ = [
     "long_tail_indices",
     "resize_data",
     "resize_images",
+    "resolve_dataset",
 ]

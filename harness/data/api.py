@@ -1,4 +1,10 @@
-"""Dataset names, availability checks and loading (with resizing and a one-entry cache)."""
+"""Dataset names, availability checks and loading (with resizing and a one-entry cache).
+
+Names are looked up in the `crlbench.datasets` entry point group (the built-ins and plugins'),
+then in `data.folders`. A plugin's dataset is checked as it loads: whatever its reader raises,
+or an `ImageData` that does not match its `DatasetInfo`, becomes one UserError naming the
+dataset and its package, so a broken plugin stops a suite before any run and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from crlbench import registry
 from crlbench.data import folder
 from crlbench.data.base import ImageData, MissingDataError
-from crlbench.data.catalog import DATASETS
+from crlbench.data.catalog import DatasetInfo
 from crlbench.data.resize import resize_images
 from crlbench.errors import UserError
 
@@ -18,28 +25,73 @@ _cache: tuple[tuple, ImageData] | None = None
 
 
 def dataset_names(folders: Mapping[str, str] | None = None) -> list[str]:
-    """Built-in names, then the ImageFolder names of `data.folders`, sorted."""
+    """Registered names (built-in and plugins', usable ones), then the ImageFolder names of
+    `data.folders`, sorted."""
     folders = folders or {}
-    clashes = sorted(set(folders) & set(DATASETS))
+    clashes = sorted(name for name in folders if name in registry.datasets)
     if clashes:
         raise UserError(
-            f"data.folders: {', '.join(clashes)} is the name of a built-in dataset; "
+            f"data.folders: {', '.join(clashes)} is the name of a registered dataset; "
             "give the folder dataset another name"
         )
-    return [*DATASETS, *sorted(folders)]
+    return [*registry.datasets.names(), *sorted(folders)]
 
 
 def dataset_channels(name: str, folders: Mapping[str, str] | None = None) -> int:
     """Channels of a dataset's images without loading it (ImageFolder trees are read as RGB)."""
-    _resolve(name, folders)
-    return 3 if folders and name in folders else DATASETS[name].channels
+    info = resolve_dataset(name, folders)
+    return 3 if info is None else info.channels
 
 
-def _resolve(name: str, folders: Mapping[str, str] | None) -> None:
+def resolve_dataset(name: str, folders: Mapping[str, str] | None) -> DatasetInfo | None:
+    """The registered dataset of this name (None for a folder dataset); UserError if unknown,
+    or if the plugin that registers it is unusable (the reason is in the message)."""
     valid = dataset_names(folders)
-    if name not in valid:
+    if folders and name in folders:
+        return None
+    if name not in registry.datasets:
         raise UserError(f"unknown dataset {name!r}; valid datasets: {', '.join(valid)} "
                         "(add your own ImageFolder with data.folders.NAME=PATH)")
+    return registry.datasets.get(name)
+
+
+def _plugin(info: DatasetInfo) -> str | None:
+    """"dataset 'x' from package p" for a plugin's dataset; None for a built-in."""
+    package = registry.datasets.entry(info.name).package
+    if package == registry.BUILTIN_PACKAGE:
+        return None
+    return f"dataset {info.name!r} from package {package}"
+
+
+def _call(info: DatasetInfo, what: str, *args):
+    """`info.<what>(*args)`; for a plugin, whatever it raises besides a UserError becomes one
+    naming the dataset and its package (the cause stays chained)."""
+    who = _plugin(info)
+    if who is None:
+        return getattr(info, what)(*args)
+    try:
+        return getattr(info, what)(*args)
+    except UserError:
+        raise
+    except Exception as e:  # a plugin's reader may raise anything; name it, keep the cause
+        raise UserError(f"{who}: {what}() raised {type(e).__name__}: {e}") from e
+
+
+def _check_plugin_data(info: DatasetInfo, data: object) -> ImageData:
+    """A plugin's loaded data, refused unless it is the ImageData its DatasetInfo describes."""
+    who = _plugin(info)
+    if who is None:
+        return data
+    if not isinstance(data, ImageData):
+        raise UserError(f"{who}: load() must return crlbench.data.ImageData, "
+                        f"got {type(data).__name__}")
+    if (data.num_classes, data.channels) != (info.num_classes, info.channels):
+        raise UserError(f"{who}: load() gave {data.num_classes} classes and {data.channels} "
+                        f"channels, its DatasetInfo says {info.num_classes} and {info.channels}")
+    for split, labels in (("train", data.train_labels), ("test", data.test_labels)):
+        if len(labels) and (labels.min() < 0 or labels.max() >= data.num_classes):
+            raise UserError(f"{who}: {split} labels outside 0..{data.num_classes - 1}")
+    return data
 
 
 def check_available(
@@ -54,13 +106,12 @@ def check_available(
 
     Cheap: looks only at which files exist, decodes nothing.
     """
-    _resolve(name, folders)
-    if folders and name in folders:
+    info = resolve_dataset(name, folders)
+    if info is None:
         folder.check(name, Path(folders[name]).expanduser())
         return
-    info = DATASETS[name]
     try:
-        info.check(Path(root).expanduser(), use_unlabeled)
+        _call(info, "check", Path(root).expanduser(), use_unlabeled)
     except MissingDataError:
         if not (download and info.fetch is not None):
             raise
@@ -74,17 +125,17 @@ def _load_native(
     folders: Mapping[str, str] | None,
     use_unlabeled: bool,
 ) -> ImageData:
-    if folders and name in folders:
+    info = resolve_dataset(name, folders)
+    if info is None:
         # Folder images can differ in size, so they are resized while decoded.
         return folder.load(name, Path(folders[name]).expanduser(), image_size)
-    info = DATASETS[name]
     try:
-        info.check(root, use_unlabeled)
+        _call(info, "check", root, use_unlabeled)
     except MissingDataError:
         if not (download and info.fetch is not None):
             raise
-        info.fetch(root, use_unlabeled)
-    return info.load(root, use_unlabeled)
+        _call(info, "fetch", root, use_unlabeled)
+    return _check_plugin_data(info, _call(info, "load", root, use_unlabeled))
 
 
 def resize_data(data: ImageData, image_size: int) -> ImageData:
@@ -115,7 +166,7 @@ def load_dataset(
     torchvision when `download` is true. The last result is cached: treat it as read-only.
     """
     global _cache
-    _resolve(name, folders)
+    resolve_dataset(name, folders)  # before the cache: a name may have become unusable
     if image_size is not None and image_size <= 0:
         raise UserError(f"data.image_size must be a positive integer, got {image_size}")
     root_path = Path(root).expanduser()

@@ -1,4 +1,5 @@
-"""The built-in datasets: name -> `DatasetInfo` (what it is and how to check, load, fetch it)."""
+"""What a dataset is to crlbench (`DatasetInfo`: how to check, load and fetch it) and the
+built-in ones."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from crlbench.data.download import fetch
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A built-in dataset. The functions take (root, use_unlabeled)."""
+    """A dataset, built in or from a plugin's `crlbench.datasets` entry point. The functions
+    take (root: Path, use_unlabeled: bool); `load` returns an `ImageData` with `num_classes`
+    classes and `channels` channels."""
 
     name: str
     summary: str  # one line
@@ -41,42 +44,45 @@ def _info(name: str, summary: str, num_classes: int, channels: int, image_size: 
     )
 
 
+DIGITS = DatasetInfo(
+    name="digits",
+    summary="scikit-learn's 1797 handwritten digits, 8x8 grey, fixed 80/20 split",
+    num_classes=10,
+    channels=1,
+    image_size=8,
+    check=digits.check,
+    load=digits.load,
+)
+DIGITS_RGB = DatasetInfo(
+    name="digits_rgb",
+    summary="digits painted with random dark/bright colours per image (CPU colour tests)",
+    num_classes=10,
+    channels=3,
+    image_size=8,
+    check=digits.check,
+    load=digits.load_rgb,
+)
+MNIST = _info("mnist", "MNIST handwritten digits, 60k/10k, 28x28 grey", 10, 1, 28, mnist)
+FASHION_MNIST = _info("fashion_mnist", "Fashion-MNIST clothing, 60k/10k, 28x28 grey", 10, 1, 28,
+                      mnist)
+CIFAR10 = _info("cifar10", "CIFAR-10, 50k/10k, 32x32 colour, 10 classes", 10, 3, 32, cifar)
+CIFAR100 = _info("cifar100", "CIFAR-100, 50k/10k, 32x32 colour, 100 fine classes", 100, 3, 32,
+                 cifar)
+CIFAR20 = _info("cifar20", "CIFAR-100 labelled with its 20 superclasses", 20, 3, 32, cifar)
+STL10 = DatasetInfo(
+    name="stl10",
+    summary="STL-10, 5k/8k labelled + 100k unlabeled, 96x96 colour, 10 classes",
+    num_classes=10,
+    channels=3,
+    image_size=96,
+    check=stl10.check,
+    load=stl10.load,
+    fetch=lambda root, use_unlabeled: fetch("stl10", root, use_unlabeled),
+)
+
+# The built-ins, each also registered in pyproject.toml's `crlbench.datasets` group (through
+# which every lookup goes, as for a plugin's dataset).
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
-    for info in [
-        DatasetInfo(
-            name="digits",
-            summary="scikit-learn's 1797 handwritten digits, 8x8 grey, fixed 80/20 split",
-            num_classes=10,
-            channels=1,
-            image_size=8,
-            check=digits.check,
-            load=digits.load,
-        ),
-        DatasetInfo(
-            name="digits_rgb",
-            summary="digits painted with random dark/bright colours per image (CPU colour tests)",
-            num_classes=10,
-            channels=3,
-            image_size=8,
-            check=digits.check,
-            load=digits.load_rgb,
-        ),
-        _info("mnist", "MNIST handwritten digits, 60k/10k, 28x28 grey", 10, 1, 28, mnist),
-        _info("fashion_mnist", "Fashion-MNIST clothing, 60k/10k, 28x28 grey", 10, 1, 28, mnist),
-        _info("cifar10", "CIFAR-10, 50k/10k, 32x32 colour, 10 classes", 10, 3, 32, cifar),
-        _info("cifar100", "CIFAR-100, 50k/10k, 32x32 colour, 100 fine classes", 100, 3, 32,
-              cifar),
-        _info("cifar20", "CIFAR-100 labelled with its 20 superclasses", 20, 3, 32, cifar),
-        DatasetInfo(
-            name="stl10",
-            summary="STL-10, 5k/8k labelled + 100k unlabeled, 96x96 colour, 10 classes",
-            num_classes=10,
-            channels=3,
-            image_size=96,
-            check=stl10.check,
-            load=stl10.load,
-            fetch=lambda root, use_unlabeled: fetch("stl10", root, use_unlabeled),
-        ),
-    ]
+    for info in (DIGITS, DIGITS_RGB, MNIST, FASHION_MNIST, CIFAR10, CIFAR100, CIFAR20, STL10)
 }

@@ -21,8 +21,10 @@ from .evaluators import (
     EVALUATORS,
     Embeddings,
     EvalResult,
+    EvaluatorError,
     cluster_split,
     evaluate,
+    run_evaluator,
 )
 from .kest import KEstimate, elbow_k, estimate_k, silhouette_score
 from .knn import knn_accuracy
@@ -34,6 +36,7 @@ __all__ = [
     "EVALUATORS",
     "Embeddings",
     "EvalResult",
+    "EvaluatorError",
     "KEstimate",
     "ari",
     "cluster_scores",
@@ -47,6 +50,7 @@ __all__ = [
     "linear_probe",
     "nmi",
     "precision_at_k",
+    "run_evaluator",
     "silhouette_score",
     "tsne_2d",
 ]

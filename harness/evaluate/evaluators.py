@@ -101,6 +101,7 @@ def sample_rows(n: int, cap: int, seed: int) -> Tensor | None:
 
 
 def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """kNN accuracy (cosine, temperature-weighted votes) for each k in eval.knn_k."""
     accs = knn_accuracy(
         emb.train,
         emb.train_labels,
@@ -114,6 +115,7 @@ def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], di
 
 
 def eval_linear(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Linear probe accuracy, best of the learning-rate sweep on a held-out split."""
     lin = cfg.linear
     out = linear_probe(
         emb.train,
@@ -133,6 +135,7 @@ def eval_linear(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float],
 
 
 def eval_kmeans(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """k-means (K = classes, restarts) scored by Hungarian ACC, NMI and ARI."""
     feats, labels = cluster_split(emb, str(cfg.cluster_split))
     pred, _, inertia = kmeans(
         feats,
@@ -147,6 +150,7 @@ def eval_kmeans(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float],
 
 
 def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """The method's cluster heads scored by Hungarian ACC, NMI and ARI."""
     if not emb.head_logits:
         return {}, {}
     if emb.cluster_labels is None:
@@ -171,6 +175,7 @@ UNIFORMITY_SAMPLE = 10_000  # pairs grow quadratically; 10k points give 5e7 pair
 
 
 def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Alignment of augmented view pairs and uniformity of the test features."""
     if emb.view_pairs is None:
         raise ValueError("the geometry evaluator needs Embeddings.view_pairs (two augmented views)")
     with torch.no_grad():
@@ -187,6 +192,7 @@ def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float
 def eval_retrieval(
     emb: Embeddings, cfg: Any, seed: int
 ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Precision@k of test queries against the train bank (cosine)."""
     precision = precision_at_k(
         emb.train,
         emb.train_labels,
@@ -198,6 +204,7 @@ def eval_retrieval(
 
 
 def eval_kest(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """K estimated by silhouette and by the elbow of k-means inertia, and the errors."""
     feats, _ = cluster_split(emb, str(cfg.cluster_split))
     pick = sample_rows(len(feats), int(cfg.kest_sample), seed)
     if pick is not None:
@@ -230,6 +237,7 @@ def eval_kest(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], d
 
 
 def eval_tsne(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """A 2-D t-SNE map of a sample of test features (details only, for plots)."""
     feats, labels = emb.test, emb.test_labels
     pick = sample_rows(len(feats), int(cfg.tsne_points), seed)
     if pick is not None:
@@ -243,6 +251,8 @@ def eval_tsne(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], d
     return {}, details
 
 
+# The built-ins, each also registered in pyproject.toml's `crlbench.evaluators` group (through
+# which `evaluate` finds every evaluator, built in or a plugin's).
 EVALUATORS: dict[str, Evaluator] = {
     "knn": eval_knn,
     "linear": eval_linear,
@@ -255,22 +265,60 @@ EVALUATORS: dict[str, Evaluator] = {
 }
 
 
+class EvaluatorError(RuntimeError):
+    """A plugin's evaluator raised, or returned something other than (metrics, details)."""
+
+
+def _checked_output(name: str, who: str, out: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)
+            and isinstance(out[1], dict | None)):
+        raise EvaluatorError(f"{who} must return (metrics: dict[str, float], details: dict), "
+                             f"got {type(out).__name__}")
+    metrics = {}
+    for key, value in out[0].items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(
+                value, int | float):
+            raise EvaluatorError(f"{who}: metric {key!r} must be a str name with a float "
+                                 f"value, got {type(value).__name__}")
+        metrics[key] = float(value)
+    return metrics, out[1] or {}
+
+
+def run_evaluator(name: str, emb: Embeddings, cfg: Any,
+                   seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """One evaluator by its registered name. A plugin's is fenced: whatever it raises becomes
+    an EvaluatorError naming it and its package (so the run's record says who failed)."""
+    from crlbench import registry
+
+    fn = registry.evaluators.get(name)
+    package = registry.evaluators.entry(name).package
+    if package == registry.BUILTIN_PACKAGE:
+        return fn(emb, cfg, seed)
+    who = f"evaluator {name!r} from package {package}"
+    try:
+        out = fn(emb, cfg, seed)
+    except Exception as e:  # a plugin may raise anything; name it, keep the cause chained
+        raise EvaluatorError(f"{who} raised {type(e).__name__}: {e}") from e
+    return _checked_output(name, who, out)
+
+
 def evaluate(emb: Embeddings, cfg: Any, *, seed: int) -> EvalResult:
     """Run the evaluators named in cfg.metrics (an EvalConfig), in that order, timing each."""
-    names = [str(name) for name in cfg.metrics]
-    unknown = [name for name in names if name not in EVALUATORS]
-    if unknown:
-        raise UserError(
-            f"unknown evaluator(s) {', '.join(map(repr, unknown))} in eval.metrics; "
-            f"valid: {', '.join(EVALUATORS)}"
-        )
+    from crlbench import registry
+
+    for name in cfg.metrics:
+        registry.evaluators.get(str(name))  # unknown or unusable: a UserError before any work
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    for name in names:
+    for name in (str(n) for n in cfg.metrics):
         start = time.perf_counter()
-        m, d = EVALUATORS[name](emb, cfg, seed)
+        m, d = run_evaluator(name, emb, cfg, seed)
         timings[name] = time.perf_counter() - start
+        clash = sorted(set(m) & set(metrics))
+        if clash:
+            raise EvaluatorError(f"evaluator {name!r} reports {', '.join(clash)}, which an "
+                                 "earlier evaluator of eval.metrics already reported")
         metrics.update(m)
         if d:
             details[name] = d

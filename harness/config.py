@@ -370,10 +370,20 @@ def parse_overrides(overrides: list[str], schema: DictConfig | None = None) -> D
 def apply_overrides(schema: DictConfig, overrides: list[str]) -> DictConfig:
     """`key=value` overrides merged onto another structured schema (any dataclass config, such
     as the speed benchmark's), refusals turned into one-line UserErrors as in `load_suite`."""
+    layer = parse_overrides(list(overrides), schema)
+    _check_bools(schema, layer, "command line")
     try:
-        return OmegaConf.merge(schema, parse_overrides(list(overrides), schema))
+        return OmegaConf.merge(schema, layer)
     except OmegaConfBaseException as e:
         raise _explain(e, schema, "command line") from None
+
+
+def resolve_config(cfg: DictConfig) -> None:
+    """Resolve ${...} interpolations in place; one that cannot be resolved is a UserError."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise UserError(f"config: cannot resolve '{getattr(e, 'full_key', '')}': {e.msg}") from None
 
 
 def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfig:
@@ -400,10 +410,7 @@ def load_suite(suite: str | Path | None, overrides: list[str] = ()) -> DictConfi
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
             raise _explain(e, schema, source) from None
-    try:
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as e:
-        raise UserError(f"config: cannot resolve '{getattr(e, 'full_key', '')}': {e.msg}") from None
+    resolve_config(cfg)
     check_choices(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg

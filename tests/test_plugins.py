@@ -160,11 +160,16 @@ def _blobs(plugin_dir) -> None:
                {"fake_blobs": BLOBS}, group="crlbench.datasets")
 
 
+def _listing(command: str, capsys) -> dict[str, str]:
+    """`crlbench <command>`'s table rows by their first cell."""
+    assert main([command]) == 0
+    out = capsys.readouterr().out
+    return {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+
+
 def test_dataset_plugins_are_listed_with_their_faults(plugin_dir, capsys):
     _blobs(plugin_dir)
-    assert main(["datasets"]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+    rows = _listing("datasets", capsys)
     assert "fake-blobs" in rows["blobs"] and "3 classes, 1 channel" in rows["blobs"]
     assert "registered as 'misnamed'" in rows["misnamed"]
     assert "import failed: ModuleNotFoundError" in rows["missing"]
@@ -227,18 +232,16 @@ not_callable = 3
 """
 
 
-def _evals(plugin_dir, source: str = EVALS) -> None:
+def _evals(plugin_dir) -> None:
     plugin_dir("fake-evals", {"mean_norm": "fake_evals:mean_norm", "failing": "fake_evals:failing",
                               "wrong_shape": "fake_evals:wrong_shape",
                               "not_callable": "fake_evals:not_callable"},
-               {"fake_evals": source}, group="crlbench.evaluators")
+               {"fake_evals": EVALS}, group="crlbench.evaluators")
 
 
 def test_evaluator_plugins_are_listed_with_their_faults(plugin_dir, capsys):
     _evals(plugin_dir)
-    assert main(["evaluators"]) == 0
-    out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
+    rows = _listing("evaluators", capsys)
     assert "fake-evals" in rows["mean_norm"] and "Mean L2 norm" in rows["mean_norm"]
     assert "unusable" in rows["not_callable"] and "not callable" in rows["not_callable"]
     assert "crlbench" in rows["knn"] and "kNN accuracy" in rows["knn"]

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from crlbench.config import AugmentConfig, DataConfig, EvalConfig, apply_overrides
+from crlbench.config import (
+    AugmentConfig,
+    DataConfig,
+    EvalConfig,
+    apply_overrides,
+    resolve_config,
+)
 from crlbench.errors import UserError
 
 PARTS = ("fixed", "throughput", "baseline", "eval")
@@ -64,10 +69,7 @@ def load_bench_config(overrides: list[str]) -> DictConfig:
     """The validated, read-only benchmark config for a command line's overrides."""
     schema = OmegaConf.structured(BenchConfig)
     cfg = apply_overrides(schema, overrides)
-    try:
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as e:
-        raise UserError(f"config: cannot resolve '{getattr(e, 'full_key', '')}': {e.msg}") from None
+    resolve_config(cfg)
     check(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg

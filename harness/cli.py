@@ -206,7 +206,10 @@ def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
 
 
 def cmd_table(args: argparse.Namespace, console: Console) -> int:
+    from rich.console import Group
+
     from crlbench.report import mixed_configs, render, summarize
+    from crlbench.report.provenance import provenance
 
     filters = _parse_filters(args.filters)
     _, records = _scan(filters)
@@ -215,9 +218,14 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     for warning in mixed_configs(records):
         _note(f"warning: {warning}")
     out = render(summary, args.format, width=console.width)
+    source = provenance(records, datasets=filters.get("dataset"), methods=filters.get("method"))
+    if not isinstance(out, str):
+        out = _as_text(out) if args.output else out
+    if source and args.format in ("markdown", "terminal"):
+        out = out + f"\n{source}\n" if isinstance(out, str) else Group(out, Text(source))
+    elif source and args.format == "latex":
+        out = f"% {source}\n{out}"
     if args.output:
-        if not isinstance(out, str):
-            out = _as_text(out)
         args.output.write_text(out)
     elif isinstance(out, str):
         sys.stdout.write(out if out.endswith("\n") else out + "\n")

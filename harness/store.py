@@ -167,11 +167,19 @@ class StoreScan:
     problems: list[str]  # "path: why" for every file that is not a readable record
 
 
-def _record_files(root: Path) -> Iterator[Path]:
+# Top-level folders of a store that hold no records: `crlbench bench` writes its JSON to
+# results/bench/ by default. A suite may not take these names.
+RESERVED = ("bench",)
+
+
+def _record_files(root: Path, top: bool) -> Iterator[Path]:
     """JSON files under root, except hidden ones and those in hidden folders or checkpoints
-    (Ray keeps its own experiment folder in <store>/.ray)."""
+    (Ray keeps its own experiment folder in <store>/.ray), and at the top of a store
+    (`top`) the RESERVED folders."""
     for path in sorted(root.rglob("*.json")):
         parts = path.relative_to(root).parts
+        if top and parts[0] in RESERVED:
+            continue
         if not any(p.startswith(".") for p in parts) and ".ckpt" not in path.parent.name:
             yield path
 
@@ -184,7 +192,7 @@ def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
     for root in roots:
         if not root.is_dir():
             continue
-        for path in _record_files(root):
+        for path in _record_files(root, top=not suites):
             try:
                 records.append(read_record(path))
             except ValueError as e:

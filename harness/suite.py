@@ -24,6 +24,7 @@ from crlbench.backbones import check_backbone_name
 from crlbench.config import SuiteConfig, check_choices, to_dict
 from crlbench.data import dataset_channels, resolve_dataset
 from crlbench.errors import UserError
+from crlbench.store import RESERVED
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -87,6 +88,9 @@ def _check_names(cfg: DictConfig) -> None:
             raise UserError(f"'{key}' lists a value twice: {list(cfg[key])}")
     if not _SAFE_NAME.match(cfg.name):
         raise UserError(f"suite name {cfg.name!r} must be letters, digits, '_', '.', '+', '-'")
+    if cfg.name in RESERVED:
+        raise UserError(f"suite name {cfg.name!r} is reserved (results/{cfg.name}/ holds "
+                        "crlbench's own output); name the suite otherwise")
     for kind, names in (("method", cfg.method), ("dataset", cfg.dataset)):
         for name in names:  # names become folders of the results store
             if not _SAFE_NAME.match(name):

@@ -222,3 +222,16 @@ def test_live_progress_on_a_terminal(tiny, tmp_path):
     assert len(summary.ok) == 2 and summary.exit_code == 0
     shown = console.file.getvalue()
     assert "simclr/digits seed=0" in shown and "done in" in shown and "2 ok, 0 failed" in shown
+
+
+def test_table_prints_where_its_numbers_come_from(tiny, tmp_path, capsys):
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]"]) == 0
+    capsys.readouterr()
+    store = f"results.dir={tmp_path / 'results'}"
+    assert main(["table", store, "--format", "markdown"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("From 1 records of suite quickstart, made 20") and "(cpu)" in last
+    assert main(["table", store, "--format", "latex"]) == 0
+    assert capsys.readouterr().out.startswith("% From 1 records")
+    assert main(["table", store, "--format", "csv"]) == 0
+    assert "From" not in capsys.readouterr().out  # CSV stays tidy

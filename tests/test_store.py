@@ -65,3 +65,15 @@ def test_scan_reports_corrupt_and_foreign_files_and_goes_on(tmp_path: Path):
     assert "foreign.json: not a crlbench record (missing schema" in problems
     assert "future.json: record schema 99" in problems
     assert scan(tmp_path, ["other-suite"]).records == []
+
+
+def test_the_benchmarks_folder_is_not_scanned_for_records(tmp_path: Path, capsys):
+    from crlbench.cli import main
+
+    write_record(record_path(tmp_path, "s", "m", "d", "good"), record(run_id="good"))
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench-cpu-1.json").write_text('{"command": "crlbench bench"}')
+    found = scan(tmp_path)
+    assert [r["run_id"] for r in found.records] == ["good"] and not found.problems
+    assert main(["run", "suite=quickstart", "name=bench", f"results.dir={tmp_path}"]) == 2
+    assert "suite name 'bench' is reserved" in capsys.readouterr().err

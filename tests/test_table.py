@@ -434,3 +434,27 @@ def test_k_estimates_are_not_ranked_but_their_errors_are():
     assert {marks[(m, "kest_silhouette")] for m in "abc"} == {""}
     assert marks[("b", "kest_silhouette_err")] == "best"  # |9 - 10| = 1 is the smallest error
     assert to_markdown(summarize(runs)).count("13.0") == 1  # shown with one decimal
+
+
+def test_provenance_names_records_devices_versions_and_dates():
+    from crlbench.report.provenance import provenance
+
+    def record(method, device, created, status="ok"):
+        return {"status": status, "suite": "fashion", "method": method, "dataset": "fashion_mnist",
+                "created": created, "environment": {
+                    "device": device, "device_name": "NVIDIA H100" if device == "cuda:0" else
+                    "AMD EPYC", "torch": "2.14.1", "crlbench": "0.1.0",
+                    "git_commit": "916cb58aaaa"}}
+
+    records = [record("simclr", "cuda:0", "2026-11-27T10:00:00+00:00"),
+               record("simclr", "cuda:0", "2026-11-27T11:00:00+00:00"),
+               record("cc", "cuda:0", "2026-11-28T01:00:00+00:00"),
+               record("raw", "cpu", "2026-11-28T02:00:00+00:00"),
+               record("byol", "cuda:0", "2026-11-29T00:00:00+00:00", status="failed")]
+    records[1]["environment"]["git_commit"] = "916cb58aaaa+dirty"
+    assert provenance(records) == (
+        "From 4 records of suite fashion, made 2026-11-27 to 2026-11-28 on NVIDIA H100 (cuda:0), "
+        "AMD EPYC (cpu); torch 2.14.1, crlbench 0.1.0, git 916cb58, 916cb58+dirty.")
+    assert provenance(records, methods=["raw"]).startswith("From 1 records")
+    assert provenance(records, methods=["byol"]) is None  # failed runs are not in the table
+

@@ -1,0 +1,45 @@
+"""Where a table's numbers come from, in one line: how many records of which suites, made when,
+on which devices, with which torch, crlbench and git commit. `crlbench table` prints it under
+markdown and terminal tables and as a comment above LaTeX, so a published table carries it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _values(records: list[dict[str, Any]], get) -> str:
+    seen: dict[str, None] = {}
+    for record in records:
+        value = get(record)
+        if value:
+            seen[str(value)] = None
+    return ", ".join(seen) or "unknown"
+
+
+def _device(record: dict[str, Any]) -> str | None:
+    env = record.get("environment") or {}
+    name, kind = env.get("device_name"), env.get("device")
+    return f"{name} ({kind})" if name and kind and name != kind else name or kind
+
+
+def _commit(record: dict[str, Any]) -> str | None:
+    commit = (record.get("environment") or {}).get("git_commit")
+    return commit and commit[:7] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | None = None,
+               methods: Sequence[str] | None = None) -> str | None:
+    """The line for the ok records a table with these filters shows; None if there are none."""
+    shown = [r for r in records if r.get("status") == "ok"
+             and (not datasets or r.get("dataset") in datasets)
+             and (not methods or r.get("method") in methods)]
+    if not shown:
+        return None
+    dates = sorted(str(r.get("created", ""))[:10] for r in shown if r.get("created"))
+    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "?"
+    env = lambda key: (lambda r: (r.get("environment") or {}).get(key))  # noqa: E731
+    commits = _values(shown, _commit)
+    return (f"From {len(shown)} records of suite {_values(shown, lambda r: r.get('suite'))}, "
+            f"made {when} on {_values(shown, _device)}; torch {_values(shown, env('torch'))}, "
+            f"crlbench {_values(shown, env('crlbench'))}, git {commits}.")

@@ -106,3 +106,48 @@ def test_wrong_k_cpu_estimates_k_and_reports_it(tmp_path, capsys):
     assert main(["report", "suite=wrong_k_cpu", f"results.dir={store}"]) == 0
     page = (store / "wrong_k_cpu" / "report.md").read_text()
     assert "K estimation" in page and "figures/wrong_k_cpu_kest.png" in page
+
+
+def _fake_fashion(root, n_train: int = 600, n_test: int = 200) -> None:
+    """Fashion-MNIST's four IDX files, gzipped as released, with 10 learnable classes: each a
+    fixed random 28x28 pattern plus noise."""
+    import numpy as np
+    from test_data import write_idx
+
+    rng = np.random.default_rng(0)
+    prototypes = rng.integers(0, 256, (10, 28, 28))
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = np.clip(prototypes[labels] + rng.normal(0, 40, (n, 28, 28)), 0, 255)
+        write_idx(root / "FashionMNIST/raw" / f"{prefix}-images-idx3-ubyte", images, gz=True)
+        write_idx(root / "FashionMNIST/raw" / f"{prefix}-labels-idx1-ubyte", labels, gz=True)
+
+
+@pytest.mark.slow
+def test_fashion_cpu_runs_every_method_on_fashion_files(tmp_path, capsys):
+    """The CPU variant of the reference board, on small files in Fashion-MNIST's real format."""
+    _fake_fashion(tmp_path / "data")
+    store = tmp_path / "results"
+    assert main(["run", "suite=fashion_cpu", "train.epochs=1", "eval.linear.epochs=5",
+                 "train.batch_size=128", f"data.root={tmp_path / 'data'}", "executor=local",
+                 f"results.dir={store}"]) == 0
+    frame = table_csv(store, "fashion_cpu", capsys)
+    methods = set(load_suite("fashion_cpu").method)
+    assert set(frame["method"]) == methods
+    clustering = {"cc", "c2bin", "deepcluster"}
+    metrics = set(frame[frame["method"].isin(clustering)]["metric"])
+    assert {"knn200_acc", "linear_acc", "kmeans_nmi", "head_acc", "retrieval_p1",
+            "uniform"} <= metrics
+    raw = frame[(frame["method"] == "raw") & (frame["metric"] == "knn5_acc")]["mean"].item()
+    assert raw > 0.9  # the classes are separable in pixel space (CSV holds fractions)
+
+
+def test_the_reference_board_has_every_grayscale_method():
+    from crlbench import registry
+
+    cfg = load_suite("fashion")
+    grayscale = {name for name in registry.methods.names()
+                 if registry.methods.get(name).input_channels in (None, (1,), (1, 3))}
+    assert set(cfg.method) == grayscale
+    assert list(cfg.seeds) == [0, 1, 2] and cfg.train.epochs == 50
+    assert cfg.backbone.name == "resnet18" and cfg.data.image_size == 32

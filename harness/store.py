@@ -97,8 +97,9 @@ def is_done(path: Path) -> bool:
 
 # Claims: a run about to start creates `<run_id>.claim` beside its record with O_EXCL, so two
 # `crlbench run` processes on one store never run the same spec at once. A claim is stale (and
-# taken over) when its process is gone (same host) or it has not been refreshed for CLAIM_TTL
-# seconds (executors refresh it at every epoch).
+# taken over) when its process is gone, on the same host; from another host, whose processes
+# cannot be seen, when it has not been refreshed for CLAIM_TTL seconds (the local executor
+# refreshes its claim every epoch, the Ray driver all of its claims every minute).
 CLAIM_TTL = 3600.0
 
 
@@ -114,11 +115,9 @@ def _claim_is_stale(path: Path) -> bool:
         return True  # released while we looked
     except (OSError, ValueError):
         return time.time() - path.stat().st_mtime > 60  # half-written by a dying process
-    if age > CLAIM_TTL:
-        return True
     if owner.get("host") == socket.gethostname():
         return not _pid_alive(int(owner.get("pid", -1)))
-    return False
+    return age > CLAIM_TTL
 
 
 def _pid_alive(pid: int) -> bool:

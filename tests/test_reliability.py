@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from crlbench.cli import main
 from crlbench.config import load_suite
 from crlbench.errors import UserError
-from crlbench.store import record_path, scan, try_claim, write_json_atomic
+from crlbench.store import CLAIM_TTL, record_path, scan, try_claim, write_json_atomic
 from crlbench.suite import expand
 
 # ---------------------------------------------------------------------------- bad input
@@ -225,6 +225,42 @@ def test_claims_keep_two_processes_off_one_spec_and_stale_claims_are_taken_over(
     claim.write_text(json.dumps({**info, "pid": int(dead.stdout)}))  # its owner has exited
     assert try_claim(record)
     assert json.loads(claim.read_text())["pid"] == os.getpid()
+
+
+def test_an_old_claim_is_stale_only_when_its_owner_cannot_be_seen(tmp_path):
+    """Same host: the owner's pid decides, however old the claim (a long epoch, a queued Ray
+    run). Another host: a claim not refreshed for CLAIM_TTL is taken over."""
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    claim = record.with_suffix(".claim")
+    old = time.time() - CLAIM_TTL - 60
+    os.utime(claim, (old, old))
+    assert not try_claim(record)  # this (live) process still owns it
+    claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
+    os.utime(claim, (old, old))
+    assert try_claim(record)
+    claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
+    assert not try_claim(record)  # fresh: the other host is presumed alive
+
+
+def test_the_ray_driver_keeps_every_claim_of_its_grid_fresh(tmp_path):
+    from crlbench.executors import ray as ray_executor
+
+    specs = expand(load_suite("quickstart", ["seeds=[0,1,2]"]))  # raw and simclr: 6 runs
+    store = tmp_path / "results"
+    old = time.time() - 3 * CLAIM_TTL
+    for spec in specs:
+        path = ray_executor.spec_path(store, spec)
+        assert try_claim(path)
+        os.utime(path.with_suffix(".claim"), (old, old))
+    ray_executor._LIVE[1] = (None, {s.run_id: s for s in specs}, store)
+    try:
+        ray_executor._Forward(1).on_step_begin(0, [])
+    finally:
+        ray_executor._LIVE.pop(1)
+    ages = [time.time() - ray_executor.spec_path(store, s).with_suffix(".claim").stat().st_mtime
+            for s in specs]
+    assert len(ages) == 6 and max(ages) < 60
 
 
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:

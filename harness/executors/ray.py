@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from crlbench.store import is_done, read_record, refresh_claim, release_claim, t
 from crlbench.suite import RunSpec
 
 SCRATCH = ".ray"  # Ray Tune's own experiment folder, inside the store
+CLAIM_REFRESH_S = 60.0
 # Keep Tune's console table and its TensorBoard/CSV/JSON result loggers out: crlbench shows its
 # own progress and writes its own records.
 QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
@@ -88,6 +90,16 @@ class _Forward(tune.Callback):
 
     def __init__(self, key: int):
         self.key = key
+        self._refreshed = 0.0
+
+    def on_step_begin(self, iteration, trials, **info):
+        # The driver holds a claim on every run of the grid, queued ones too, for as long as
+        # the grid takes (days): keep them all fresh, once a minute, from Tune's driver loop.
+        if time.monotonic() - self._refreshed >= CLAIM_REFRESH_S:
+            self._refreshed = time.monotonic()
+            _, specs, store = _LIVE[self.key]
+            for spec in specs.values():
+                refresh_claim(spec_path(store, spec))
 
     def _context(self, trial) -> tuple[Progress, RunSpec, Path]:
         progress, specs, store = _LIVE[self.key]
@@ -99,8 +111,7 @@ class _Forward(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if "epoch" in result:
-            progress, spec, store = self._context(trial)
-            refresh_claim(spec_path(store, spec))
+            progress, spec, _ = self._context(trial)
             terms = {k: v for k, v in result.items() if k not in _RAY_KEYS
                      and isinstance(v, int | float) and k not in ("epoch", "epochs")}
             progress.epoch(spec, int(result["epoch"]), int(result["epochs"]), terms)

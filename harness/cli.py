@@ -106,8 +106,9 @@ def _split_suite(args: list[str]) -> tuple[str | None, list[str]]:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from crlbench.config import load_suite
-    from crlbench.data import check_available
+    from crlbench.data import check_available, clear_cache
     from crlbench.executors import get_executor
+    from crlbench.executors.base import pending, wait_for_elsewhere
     from crlbench.executors.progress import make_progress
     from crlbench.preflight import preflight
     from crlbench.suite import expand
@@ -123,11 +124,23 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     executor = get_executor(cfg)
     store = Path(cfg.results.dir)
     if not args.dry_run:
-        preflight(cfg, specs)  # reads every dataset: bad files stop here, before any record
+        # reads the datasets of the runs still to do: bad files stop here, before any record
+        preflight(pending(specs, store, args.force)[0])
+        if cfg.executor == "ray":
+            clear_cache()  # the trials read their own; the driver need not hold it
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
-    summary = executor.run(specs, store, make_progress(console), force=args.force)
+    progress = make_progress(console)
+    summary = executor.run(specs, store, progress, force=args.force)
+    while summary.elsewhere and not summary.interrupted:
+        # another `crlbench run` holds some runs: wait for them, so that this command ends
+        # with the suite complete (and run here any that process abandons)
+        _note(f"waiting for {len(summary.elsewhere)} runs that another crlbench process is "
+              "running (Ctrl-C stops waiting; their records will appear when they finish)")
+        abandoned = wait_for_elsewhere(summary, store)
+        if abandoned:
+            summary.merge(executor.run(abandoned, store, progress, force=False))
     _print_table(console, store, cfg.name, run_ids={s.run_id for s in specs})
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)

@@ -424,7 +424,9 @@ def _is_bool_field(node: Any) -> bool:
 def _check_bools(schema: DictConfig, layer: Any, source: str, prefix: str = "") -> None:
     """Booleans are true or false only: OmegaConf alone would turn 2, "yes" or "on" into True,
     which is not what was written."""
-    if not isinstance(layer, dict | DictConfig) or not isinstance(schema, DictConfig):
+    if isinstance(layer, DictConfig):  # as written: ${...} is checked once resolved, later
+        layer = OmegaConf.to_container(layer, resolve=False)
+    if not isinstance(layer, dict) or not isinstance(schema, DictConfig):
         return
     for key, value in layer.items():
         if key not in schema:
@@ -432,7 +434,8 @@ def _check_bools(schema: DictConfig, layer: Any, source: str, prefix: str = "") 
         node = schema._get_node(key)
         if isinstance(node, DictConfig):
             _check_bools(node, value, source, f"{prefix}{key}.")
-        elif _is_bool_field(node) and not (value is None or isinstance(value, bool)):
+        elif (_is_bool_field(node) and not (value is None or isinstance(value, bool))
+              and not (isinstance(value, str) and value.startswith("${"))):
             raise UserError(f"{source}: '{prefix}{key}' must be true or false, got {value!r}")
 
 

@@ -12,7 +12,7 @@ Methods are not exercised here: a plugin's code runs only inside runs, where wha
 
 from __future__ import annotations
 
-from typing import Any
+import json
 
 import torch
 
@@ -31,22 +31,33 @@ def _training_size(data, use_unlabeled: bool, rho: float) -> int:
     return sum(long_tail_counts(n_max, data.num_classes, rho))
 
 
-def check_data(cfg: Any, specs: list[RunSpec]) -> None:
-    batch = cfg.train.batch_size
-    for name in dict.fromkeys(s.dataset for s in specs):
-        data = load_dataset(name, root=cfg.data.root, download=cfg.data.download,
-                            image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
-                            use_unlabeled=cfg.data.use_unlabeled)
-        for spec in (s for s in specs if s.dataset == name):
+def check_data(specs: list[RunSpec]) -> None:
+    """Each run's dataset read in full with that run's data settings (once per distinct
+    setting), and each run's batch size against its (possibly long-tailed) training split."""
+    groups: dict[tuple[str, str], list[RunSpec]] = {}
+    for spec in specs:
+        key = (spec.dataset, json.dumps(spec.config["data"], sort_keys=True))
+        groups.setdefault(key, []).append(spec)
+    for (name, _), group in groups.items():
+        d = group[0].config["data"]
+        data = load_dataset(name, root=d["root"], download=d["download"],
+                            image_size=d["image_size"], folders=dict(d["folders"]),
+                            use_unlabeled=d["use_unlabeled"])
+        for spec in group:
             if not registry.methods.get(spec.method).trainable:
                 continue
             rho = float(spec.variant.get("imbalance", 1.0))
-            size = _training_size(data, cfg.data.use_unlabeled, rho)
+            if rho != 1.0 and data.unlabeled_images is not None and d["use_unlabeled"]:
+                raise UserError(f"an imbalanced {name} needs data.use_unlabeled=false: the "
+                                "unlabeled split has no classes to make long-tailed")
+            size = _training_size(data, d["use_unlabeled"], rho)
+            batch = spec.config["train"]["batch_size"]
             if batch > size:
                 where = f" at imbalance {rho:g}" if rho != 1.0 else ""
                 raise UserError(f"train.batch_size={batch} is larger than the {size} training "
                                 f"images of {name}{where}; use train.batch_size<={size}")
 
 
-def preflight(cfg: Any, specs: list[RunSpec]) -> None:
-    check_data(cfg, specs)
+def preflight(specs: list[RunSpec]) -> None:
+    """Every check above on the runs still to do."""
+    check_data(specs)

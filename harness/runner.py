@@ -221,7 +221,10 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -
         torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
-    write_record(path, record)
+    try:
+        write_record(path, record)
+    except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
+        return record_failure(spec, store, _error(e))
     return record
 
 

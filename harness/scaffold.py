@@ -21,7 +21,9 @@ from string import Template
 from crlbench import __version__, registry
 from crlbench.errors import UserError
 
-NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")  # no "__", no trailing "_" (PEP 508 names)
+# names the method template imports: a class named like one of them would shadow it
+TEMPLATE_NAMES = frozenset({"F", "Tensor", "Batch", "Method", "RunContext", "EpochLoader"})
 # template file -> where it goes in the package ($package is the import name)
 LAYOUT = {
     "pyproject.toml.tmpl": "pyproject.toml",
@@ -36,9 +38,13 @@ def names(name: str) -> dict[str, str]:
     """The template's placeholders for a method name: my_loss -> class MyLoss, import package
     crlbench_my_loss, distribution crlbench-my-loss."""
     if not NAME.match(name):
-        raise UserError(f"method name {name!r} must be lower case letters, digits and '_', "
-                        "starting with a letter (it is a registry name, a folder of the results "
-                        "store and part of a Python package name)")
+        raise UserError(f"method name {name!r} must be lower case letters, digits and single "
+                        "'_' between them, starting with a letter (it is a registry name, a "
+                        "folder of the results store and part of a Python package name)")
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    if class_name in TEMPLATE_NAMES:
+        raise UserError(f"method name {name!r} would make a class {class_name} that shadows "
+                        "the template's own import of that name; choose a longer name")
     if name in registry.methods:
         owners = {e.package for e in registry.methods.entries() if e.name == name}
         raise UserError(f"method {name!r} is already registered by {', '.join(sorted(owners))}; "
@@ -47,7 +53,7 @@ def names(name: str) -> dict[str, str]:
     floor = ".".join(release[:2]) if release[0].isdigit() else "0"
     return {
         "name": name,
-        "class_name": "".join(part.capitalize() for part in name.split("_") if part),
+        "class_name": class_name,
         "package": f"crlbench_{name}",
         "dist": f"crlbench-{name.replace('_', '-')}",
         "crlbench_version": floor,
@@ -67,6 +73,9 @@ def write_method_package(name: str, target: Path | None = None) -> Path:
     not exist or be an empty folder); return its path."""
     values = names(name)
     target = Path(target if target is not None else values["dist"]).expanduser().absolute()
+    if Path.cwd().resolve().is_relative_to(target.resolve()):
+        raise UserError(f"{target} is the current folder (or holds it); give --dir a new "
+                        "folder to write the package into")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"{target} already exists and is not an empty folder; give another "
                         "--dir or remove it")

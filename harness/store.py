@@ -9,6 +9,7 @@ sees half a record.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -25,11 +26,12 @@ REQUIRED_FIELDS = ("schema", "run_id", "status", "suite", "method", "dataset", "
 
 
 def record_path(store: Path, suite: str, method: str, dataset: str, run_id: str) -> Path:
-    """Where a run's record lives; a name that would leave the store is refused."""
-    root = Path(store).resolve()
-    path = (root / suite / method / dataset / f"{run_id}.json").resolve()
-    if not path.is_relative_to(root) or len(path.relative_to(root).parts) != 4:
-        raise ValueError(f"record path for {suite}/{method}/{dataset} leaves the store {root}")
+    """Where a run's record lives; a name that would leave the store (a separator, `..`) is
+    refused. Judged on the names, not on resolved paths: folders of a store may be symlinks."""
+    for name in (suite, method, dataset, run_id):
+        if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise ValueError(f"record path for {suite}/{method}/{dataset} leaves the store "
+                             f"{store}: {name!r} is not a plain folder name")
     return Path(store) / suite / method / dataset / f"{run_id}.json"
 
 
@@ -109,15 +111,34 @@ def claim_path(record: Path) -> Path:
 
 def _claim_is_stale(path: Path) -> bool:
     try:
-        owner = json.loads(path.read_text())
         age = time.time() - path.stat().st_mtime
+        text = path.read_text()
     except FileNotFoundError:
         return True  # released while we looked
-    except (OSError, ValueError):
-        return time.time() - path.stat().st_mtime > 60  # half-written by a dying process
-    if owner.get("host") == socket.gethostname():
-        return not _pid_alive(int(owner.get("pid", -1)))
+    try:
+        owner = json.loads(text)
+        host, pid = owner["host"], int(owner["pid"])
+    except (ValueError, TypeError, KeyError):
+        return age > 60  # half-written by a dying process, or not a claim crlbench wrote
+    if host == socket.gethostname():
+        return not _pid_alive(pid)
     return age > CLAIM_TTL
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+@contextlib.contextmanager
+def _takeover_lock(record: Path) -> Iterator[None]:
+    """Serialises the taking over of stale claims in one folder: without it, two processes
+    that both judged one claim stale could each delete what the other then created."""
+    with open(record.parent / ".claims.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -140,15 +161,21 @@ def try_claim(record: Path) -> bool:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            if not _claim_is_stale(path):
-                return False
-            path.unlink(missing_ok=True)
+            with _takeover_lock(record):  # judged and removed as one step
+                if not _claim_is_stale(path):
+                    return False
+                path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                       "time": time.time()}, f)
+            json.dump({**_owner(), "time": time.time()}, f)
         return True
     return False
+
+
+def is_claimed(record: Path) -> bool:
+    """Whether a live claim (not stale) is held on the run of `record`."""
+    path = claim_path(record)
+    return path.exists() and not _claim_is_stale(path)
 
 
 def refresh_claim(record: Path) -> None:
@@ -157,7 +184,14 @@ def refresh_claim(record: Path) -> None:
 
 
 def release_claim(record: Path) -> None:
-    claim_path(record).unlink(missing_ok=True)
+    """Remove this process's claim (never one that a successor took over meanwhile)."""
+    path = claim_path(record)
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(owner, dict) and {k: owner.get(k) for k in ("host", "pid")} == _owner():
+        path.unlink(missing_ok=True)
 
 
 @dataclass

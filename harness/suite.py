@@ -117,31 +117,35 @@ def _check_names(cfg: DictConfig) -> None:
                 )
     check_backbone_name(cfg.backbone.name)
     Augmenter.from_config(cfg.augment, out_size=32)  # family and overrides, checked up front
-    for name in cfg.eval.metrics:
+
+
+def _at_least_1(values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise UserError(f"'{key}' must be at least 1, got {value}")
+
+
+def check_eval(ev: DictConfig) -> None:
+    """The ranges of an `eval` section (a suite's, or the speed benchmark's)."""
+    _at_least_1({"eval.batch_size": ev.batch_size, "eval.kmeans_restarts": ev.kmeans_restarts,
+                 "eval.linear.epochs": ev.linear.epochs})
+    if not 0 < ev.linear.val_fraction < 1:
+        raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
+                        f"{ev.linear.val_fraction}")
+    if any(k < 1 for k in ev.knn_k):
+        raise UserError(f"'eval.knn_k' values must be at least 1, got {list(ev.knn_k)}")
+    for name in ev.metrics:
         registry.evaluators.get(name)  # unknown, duplicate or broken: one line naming it
 
 
 def _check_values(cfg: DictConfig) -> None:
-    positive = {
-        "train.epochs": cfg.train.epochs,
-        "train.batch_size": cfg.train.batch_size,
-        "train.checkpoint_every": cfg.train.checkpoint_every,
-        "eval.batch_size": cfg.eval.batch_size,
-        "eval.kmeans_restarts": cfg.eval.kmeans_restarts,
-        "eval.linear.epochs": cfg.eval.linear.epochs,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise UserError(f"'{key}' must be at least 1, got {value}")
+    _at_least_1({"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+                 "train.checkpoint_every": cfg.train.checkpoint_every})
     if cfg.data.image_size is not None and cfg.data.image_size < 4:
         raise UserError(f"'data.image_size' must be at least 4, got {cfg.data.image_size}")
-    if not 0 < cfg.eval.linear.val_fraction < 1:
-        raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
-                        f"{cfg.eval.linear.val_fraction}")
     if cfg.train.optimizer.lr <= 0:
         raise UserError(f"'train.optimizer.lr' must be positive, got {cfg.train.optimizer.lr}")
-    if any(k < 1 for k in cfg.eval.knn_k):
-        raise UserError(f"'eval.knn_k' values must be at least 1, got {list(cfg.eval.knn_k)}")
+    check_eval(cfg.eval)
 
 
 _NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",

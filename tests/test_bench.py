@@ -85,3 +85,24 @@ def test_targets_are_judged_only_on_their_device_and_setting():
     status = {t["name"]: t["status"] for t in judge(small, "cuda", results)}
     assert status["train_eager"] == "not applicable: setting differs (batch_size=256)"
     assert status["eval_70k_s"] == "pass"  # the evaluation's setting does not involve the batch
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["eval.knn_k=[0]"], "'eval.knn_k' values must be at least 1"),
+    (["eval.kmeans_restarts=0"], "'eval.kmeans_restarts' must be at least 1"),
+    (["eval.metrics=[knn,nosuch]"], "unknown evaluator 'nosuch'"),
+    (["method=cmc", "channels=1"], "method 'cmc' needs images with 3 channels; channels gives 1"),
+    (["method=cmc"], "dataset digits gives 1 (set channels=3, dataset=digits_rgb)"),
+])
+def test_bench_refuses_what_a_suite_refuses_before_measuring(args, expected, tmp_path, capsys):
+    assert main(["bench", *TINY, *args, f"output={tmp_path}/b.json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_times_cmc_on_colour_data(tmp_path):
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "method=cmc", "dataset=digits_rgb", "parts=[fixed,throughput]",
+                 f"output={out}"]) == 0
+    assert json.loads(out.read_text())["throughput"]["eager"]["images_per_s"] > 0

@@ -51,14 +51,23 @@ def test_the_generated_method_passes_check_method(tmp_path: Path, monkeypatch):
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("simclr", "method 'simclr' is already registered by crlbench; choose another name"),
-    ("My-Loss", "method name 'My-Loss' must be lower case letters, digits and '_'"),
+    ("My-Loss", "method name 'My-Loss' must be lower case letters, digits and single '_'"),
     ("1loss", "starting with a letter"),
+    ("my_", "single '_' between them"),  # crlbench-my- is no valid package name
+    ("f", "would make a class F that shadows the template's own import"),
 ])
 def test_new_method_refuses_bad_names(name, expected, tmp_path: Path, capsys):
     assert main(["new-method", name, "--dir", str(tmp_path / "pkg")]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_new_method_refuses_the_current_folder(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["new-method", "my_loss", "--dir", "."]) == 2
+    assert "is the current folder" in capsys.readouterr().err
+    assert tmp_path.is_dir() and list(tmp_path.iterdir()) == []
 
 
 def test_new_method_never_overwrites(tmp_path: Path, capsys):
@@ -228,6 +237,10 @@ def failing(emb, cfg, seed):
 def wrong_shape(emb, cfg, seed):
     return {"x": "high"}, {}
 
+def not_json(emb, cfg, seed):
+    import numpy
+    return {"y": 1.0}, {"per_class": numpy.zeros(3)}
+
 not_callable = 3
 """
 
@@ -235,6 +248,7 @@ not_callable = 3
 def _evals(plugin_dir) -> None:
     plugin_dir("fake-evals", {"mean_norm": "fake_evals:mean_norm", "failing": "fake_evals:failing",
                               "wrong_shape": "fake_evals:wrong_shape",
+                              "not_json": "fake_evals:not_json",
                               "not_callable": "fake_evals:not_callable"},
                {"fake_evals": EVALS}, group="crlbench.evaluators")
 
@@ -273,6 +287,7 @@ def test_unusable_evaluator_is_refused_before_any_run(plugin_dir, tiny, tmp_path
 @pytest.mark.parametrize(("name", "expected"), [
     ("failing", "evaluator 'failing' from package fake-evals raised ValueError: boom"),
     ("wrong_shape", "evaluator 'wrong_shape' from package fake-evals: metric 'x' must be"),
+    ("not_json", "evaluator 'not_json' from package fake-evals: details must be JSON data"),
 ])
 def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
         name, expected, plugin_dir, tiny, tmp_path: Path, capsys):
@@ -289,6 +304,7 @@ def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
 
     fixed = EVALS.replace('raise ValueError("boom")', 'return {"' + name + '": 1.0}, {}')
     fixed = fixed.replace('return {"x": "high"}, {}', 'return {"x": 0.5}, {}')
+    fixed = fixed.replace('{"per_class": numpy.zeros(3)}', '{"per_class": [0.0, 0.0, 0.0]}')
     (tmp_path / "site" / "fake_evals.py").write_text(fixed)
     sys.modules.pop("fake_evals", None)
     registry.evaluators.refresh()

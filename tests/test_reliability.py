@@ -431,3 +431,116 @@ def test_a_suite_name_cannot_point_outside_the_store(tmp_path):
     """))
     with pytest.raises(UserError, match="suite name '../../escape' must be"):
         expand(load_suite(str(suite)))
+
+
+# ------------------------------------------------------------- found by a second reading
+
+
+def test_interpolations_pass_the_boolean_check_and_resolve(tmp_path):
+    cfg = load_suite("quickstart", ["data.download=${data.use_unlabeled}",
+                                    "train.epochs=${train.batch_size}"])
+    assert cfg.data.download is True and cfg.train.epochs == cfg.train.batch_size
+    from crlbench.bench import load_bench_config
+
+    assert load_bench_config(["warmup=${steps}", "steps=7"]).warmup == 7
+
+
+def test_a_store_may_hold_symlinked_folders(tmp_path, tiny):
+    elsewhere = tmp_path / "scratch"
+    elsewhere.mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quickstart").symlink_to(elsewhere)
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]"]) == 0
+    assert len(list(elsewhere.rglob("*.json"))) == 1
+
+
+def test_preflight_judges_each_run_by_its_own_batch_size():
+    from crlbench.preflight import preflight
+
+    sweep = "sweep={train.batch_size: [64, 128]}"
+    preflight(expand(load_suite("quickstart", ["train.batch_size=4096", sweep])))
+    with pytest.raises(UserError, match="train.batch_size=4096 is larger than the 1437"):
+        preflight(expand(load_suite("quickstart", ["sweep={train.batch_size: [64, 4096]}"])))
+
+
+@pytest.mark.parametrize("content", ["[]", '{"host": "h"}', '{"host": "h", "pid": "x"}', "{"])
+def test_a_malformed_claim_is_not_fatal_and_goes_stale(content, tmp_path):
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    record.parent.mkdir(parents=True)
+    claim = record.with_suffix(".claim")
+    claim.write_text(content)
+    assert not try_claim(record)  # young: maybe a claim still being written
+    os.utime(claim, (time.time() - 120, time.time() - 120))
+    assert try_claim(record)
+
+
+def test_a_process_releases_only_its_own_claim(tmp_path):
+    from crlbench.store import release_claim
+
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    claim = record.with_suffix(".claim")
+    claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "time": 0}))  # a successor's
+    release_claim(record)
+    assert claim.exists()
+
+
+def test_ray_releases_its_claims_when_ray_cannot_start(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from rich.console import Console
+
+    from crlbench.executors import ray as ray_executor
+    from crlbench.executors.progress import make_progress
+
+    @contextmanager
+    def broken(cfg):
+        raise RuntimeError("no Ray today")
+        yield
+
+    monkeypatch.setattr(ray_executor, "_ray_session", broken)
+    cfg = load_suite("quickstart", ["seeds=[0]"])
+    store = tmp_path / "results"
+    with pytest.raises(RuntimeError, match="no Ray today"):
+        ray_executor.RayExecutor(cfg).run(expand(cfg), store, make_progress(Console()))
+    assert not list(store.rglob("*.claim"))
+
+
+def test_a_record_that_cannot_be_written_becomes_a_failure_and_the_suite_goes_on(
+        tiny, tmp_path, monkeypatch, capsys):
+    from crlbench import runner
+    from crlbench.evaluate import EvalResult
+
+    monkeypatch.setattr(runner, "evaluate",
+                        lambda emb, cfg, seed: EvalResult({"m": 1.0}, {"x": object()}))
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0,1]"]) == 1
+    records = scan(tmp_path / "results").records
+    assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
+    assert all("not JSON serializable" in r["error"]["message"] for r in records)
+
+
+def test_runs_claimed_elsewhere_are_waited_for_and_taken_over_when_abandoned(
+        tiny, tmp_path, monkeypatch, capsys):
+    """`crlbench run` ends with the suite complete: it waits for a run another live process
+    claimed, and runs it itself once that process is gone without finishing it."""
+    import socket
+    import threading
+
+    from crlbench.executors import base
+
+    monkeypatch.setattr(base, "POLL_S", 0.2)
+    args = ["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]"]
+    (spec,) = expand(load_suite("quickstart", args[2:]))
+    path = base.spec_path(tmp_path / "results", spec)
+    path.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    threading.Thread(target=other.wait, daemon=True).start()  # reaped when it exits
+    path.with_suffix(".claim").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": other.pid, "time": time.time()}))
+    started = time.monotonic()
+    assert main(args) == 0
+    assert time.monotonic() - started > 1.5  # it waited for the other process
+    assert "waiting for 1 runs that another crlbench process is running" in \
+        capsys.readouterr().err
+    (record,) = scan(tmp_path / "results").records
+    assert record["status"] == "ok"

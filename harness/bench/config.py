@@ -90,6 +90,8 @@ def check(cfg: DictConfig) -> None:
     """Ranges and choices that the schema's types cannot express; plugins are looked up."""
     from crlbench import registry
     from crlbench.backbones import check_backbone_name
+    from crlbench.data import dataset_channels
+    from crlbench.suite import check_eval
 
     for key, low in (("batch_size", 2), ("image_size", 2), ("steps", 1), ("warmup", 0),
                      ("pool_batches", 1), ("feature_dim", 1), ("classes", 2), ("width", 1)):
@@ -107,8 +109,16 @@ def check(cfg: DictConfig) -> None:
     if unknown or not cfg.parts:
         raise UserError(f"'parts' must be a non-empty list of {', '.join(PARTS)}, "
                         f"got {list(cfg.parts)}")
-    for name in cfg.eval.metrics:
-        registry.evaluators.get(name)
+    check_eval(cfg.eval)
     check_backbone_name(cfg.backbone)
-    if not registry.methods.get(cfg.method).trainable:
+    cls = registry.methods.get(cfg.method)
+    if not cls.trainable:
         raise UserError(f"method {cfg.method!r} has no training step to time")
+    channels = {"channels": cfg.channels}
+    if "fixed" in cfg.parts:  # the fixed cost trains a step on a real dataset
+        channels[f"dataset {cfg.dataset}"] = dataset_channels(cfg.dataset, dict(cfg.data.folders))
+    for what, n in channels.items():
+        if cls.input_channels is not None and n not in cls.input_channels:
+            raise UserError(f"method {cfg.method!r} needs images with "
+                            f"{' or '.join(map(str, cls.input_channels))} channels; {what} "
+                            f"gives {n} (set channels=3, dataset=digits_rgb)")

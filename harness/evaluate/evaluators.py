@@ -27,6 +27,7 @@ details holds what explains them (the chosen LR, the k-means inertia). Metric na
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -281,6 +282,11 @@ def _checked_output(name: str, who: str, out: Any) -> tuple[dict[str, float], di
             raise EvaluatorError(f"{who}: metric {key!r} must be a str name with a float "
                                  f"value, got {type(value).__name__}")
         metrics[key] = float(value)
+    try:
+        json.dumps(out[1], allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise EvaluatorError(f"{who}: details must be JSON data (dicts, lists, str, numbers; "
+                             f"use .tolist() on arrays): {e}") from None
     return metrics, out[1] or {}
 
 

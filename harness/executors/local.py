@@ -24,11 +24,12 @@ class LocalExecutor:
         progress.suite_started(len(specs), len(skipped))
         for spec in todo:
             path = spec_path(store, spec)
-            if not force and is_done(path):  # another process finished it meanwhile
-                summary.skipped.append(spec)
-                continue
             if not try_claim(path):
                 summary.elsewhere.append(spec)
+                continue
+            if not force and is_done(path):  # another process finished it meanwhile
+                release_claim(path)
+                summary.skipped.append(spec)
                 continue
             try:
                 progress.run_started(spec)

@@ -158,10 +158,23 @@ class RayExecutor:
         claimed = [s for s in todo if try_claim(spec_path(store, s))]
         elsewhere = [s for s in todo if s not in claimed]
         todo = claimed
-        if todo:
-            scratch = store / SCRATCH
-            key = id(progress)
-            _LIVE[key] = (progress, {s.run_id: s for s in todo}, store)
+        try:
+            if todo:
+                self._fit(todo, store, progress)
+        finally:  # also when Ray cannot start: the claims must not outlive this attempt
+            for spec in todo:
+                release_claim(spec_path(store, spec))
+        summary = _summarise(todo, skipped, store)
+        summary.elsewhere = elsewhere
+        progress.suite_finished(summary)
+        return summary
+
+    def _fit(self, todo: list[RunSpec], store: Path, progress: Progress) -> None:
+        """The grid of `todo` as one Ray Tune experiment, its scratch folder removed after."""
+        scratch = store / SCRATCH
+        key = id(progress)
+        _LIVE[key] = (progress, {s.run_id: s for s in todo}, store)
+        try:
             with _ray_session(self.cfg):
                 trainable = tune.with_resources(_trial, _trial_resources(self.cfg))
                 tuner = tune.Tuner(
@@ -177,17 +190,10 @@ class RayExecutor:
                         callbacks=[_Forward(key)],
                     ),
                 )
-                try:
-                    tuner.fit()
-                finally:
-                    _LIVE.pop(key, None)
-                    shutil.rmtree(scratch, ignore_errors=True)
-                    for spec in todo:
-                        release_claim(spec_path(store, spec))
-        summary = _summarise(todo, skipped, store)
-        summary.elsewhere = elsewhere
-        progress.suite_finished(summary)
-        return summary
+                tuner.fit()
+        finally:
+            _LIVE.pop(key, None)
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _summarise(todo: list[RunSpec], skipped: list[RunSpec], store: Path) -> RunSummary:

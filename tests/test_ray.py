@@ -4,27 +4,12 @@ recorded, finished runs are skipped, and records equal the local executor's."""
 from __future__ import annotations
 
 import pytest
+from test_cli import FAILING  # the same planted failure as the local executor's test
 
 from crlbench.cli import main
 from crlbench.config import load_suite
 from crlbench.executors import ray as ray_executor
 from crlbench.store import scan
-
-FAILING = """
-from dataclasses import dataclass
-from crlbench import Method
-
-class Failing(Method):
-    '''Raises on its first step (a planted failure).'''
-    name = "failing"
-
-    @dataclass
-    class Config:
-        pass
-
-    def loss(self, views, batch):
-        raise RuntimeError("planted failure")
-"""
 
 DYING = """
 import os

@@ -5,6 +5,10 @@
   64 px, and the standard 7x7 stride-2 stem above that.
 - `timm:<model>`: any timm model by name, without pretrained weights.
 - convnet_tiny: a four-layer ConvNet for CPU tests and the quickstart.
+- convnet_4x4: the encoder of the CMC loss study (Wang, Zhang, Chen, Ding, "Effect of
+  Contrastive Loss on Unsupervised Representation Learning", Fig. 3): four 4x4 convolutions of
+  stride 2 and padding 1 (12, 24, 48, 24 channels), each followed by a ReLU, flattened; at the
+  study's 64 px the output is [24, 4, 4], 384 features.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torchvision import models
 from crlbench.errors import UserError
 
 RESNETS = {"resnet18": models.resnet18, "resnet34": models.resnet34, "resnet50": models.resnet50}
-BUILTIN = (*RESNETS, "convnet_tiny")
+BUILTIN = (*RESNETS, "convnet_tiny", "convnet_4x4")
 SMALL_STEM_MAX_SIZE = 64
 
 
@@ -64,6 +68,27 @@ class TinyConvNet(nn.Sequential):
         self.num_features = 4 * width
 
 
+class ConvNet4x4(nn.Sequential):
+    """The CMC loss study's encoder (its Fig. 3): Conv2d(4, stride 2, padding 1)-ReLU with 12,
+    24, 48 and 24 channels, flattened. Each layer halves the side, so the side must be a
+    multiple of 16; there is no normalisation layer (the figure has none)."""
+
+    WIDTHS = (12, 24, 48, 24)
+
+    def __init__(self, channels: int, image_size: int):
+        if image_size % 16:
+            raise ValueError(f"convnet_4x4 halves the image side four times and needs a side "
+                             f"that is a multiple of 16, got {image_size}; set data.image_size")
+        layers: list[nn.Module] = []
+        cin = channels
+        for cout in self.WIDTHS:
+            layers += [nn.Conv2d(cin, cout, kernel_size=4, stride=2, padding=1),
+                       nn.ReLU(inplace=True)]
+            cin = cout
+        super().__init__(*layers, nn.Flatten())
+        self.num_features = self.WIDTHS[-1] * (image_size // 16) ** 2
+
+
 def _resnet(name: str, channels: int, small_stem: bool) -> tuple[nn.Module, int]:
     net = RESNETS[name](weights=None)
     if small_stem:
@@ -87,6 +112,9 @@ def build_backbone(
         return _resnet(name, channels, small_stem)
     if name == "convnet_tiny":
         net = TinyConvNet(channels, width)
+        return net, net.num_features
+    if name == "convnet_4x4":
+        net = ConvNet4x4(channels, image_size)
         return net, net.num_features
     import timm
 

@@ -202,7 +202,9 @@ def _note(text: str) -> None:
 
 def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
     """The results store named by results.dir (default ./results) and its records, of the
-    suites filtered on; unreadable files are skipped with a warning."""
+    suites filtered on; unreadable files are skipped with a warning, and so are records of a
+    method version older than the newest in their table cell."""
+    from crlbench.report.summary import newest_method_versions
     from crlbench.store import scan
 
     store = Path(filters.pop("results.dir", ["results"])[0])
@@ -215,14 +217,17 @@ def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
     if not found.records:
         which = f" for suite {','.join(filters['suite'])}" if "suite" in filters else ""
         raise UserError(f"no run records under {store}{which}")
-    return store, found.records
+    records, warnings = newest_method_versions(found.records)
+    for warning in warnings:
+        _note(f"warning: {warning}")
+    return store, records
 
 
 def cmd_table(args: argparse.Namespace, console: Console) -> int:
     from rich.console import Group
 
     from crlbench.report import mixed_configs, render, summarize
-    from crlbench.report.provenance import provenance
+    from crlbench.report.provenance import conventions_line, provenance
 
     filters = _parse_filters(args.filters)
     _, records = _scan(filters)
@@ -231,13 +236,16 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     for warning in mixed_configs(records):
         _note(f"warning: {warning}")
     out = render(summary, args.format, width=console.width)
-    source = provenance(records, datasets=filters.get("dataset"), methods=filters.get("method"))
+    shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
+    lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))
+             if line]
     if not isinstance(out, str):
         out = _as_text(out) if args.output else out
-    if source and args.format in ("markdown", "terminal"):
-        out = out + f"\n{source}\n" if isinstance(out, str) else Group(out, Text(source))
-    elif source and args.format == "latex":
-        out = f"% {source}\n{out}"
+    if lines and args.format in ("markdown", "terminal"):
+        out = (out + "".join(f"\n{line}\n" for line in lines) if isinstance(out, str)
+               else Group(out, *(Text(line) for line in lines)))
+    elif lines and args.format == "latex":
+        out = "".join(f"% {line}\n" for line in lines) + out
     if args.output:
         args.output.write_text(out)
     elif isinstance(out, str):
@@ -323,12 +331,14 @@ def _protocol_problem(cls) -> str | None:
     from crlbench.errors import MethodCheckError
     from crlbench.testing import check_method
 
-    try:
-        check_method(cls, channels=(cls.input_channels or (3,))[0])
-    except MethodCheckError as e:
-        return f"broken: {e}"
-    except Exception as e:  # a plugin may raise anything; report it by name
-        return f"broken: raised {type(e).__name__}: {e}"
+    for preset in cls.presets or [None]:  # every preset of a method that has them
+        try:
+            check_method(cls, config=None if preset is None else {"preset": preset},
+                         channels=(cls.input_channels or (3,))[0])
+        except MethodCheckError as e:
+            return f"broken: {e}"
+        except Exception as e:  # a plugin may raise anything; report it by name
+            return f"broken: raised {type(e).__name__}: {e}"
     return None
 
 

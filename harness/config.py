@@ -27,6 +27,9 @@ class DataConfig:
     download: bool = False  # fetch missing datasets through torchvision (needs network)
     image_size: int | None = None  # resize every image to this side; None keeps the native size
     use_unlabeled: bool = True  # train on the unlabeled split where there is one (STL-10)
+    # what self-supervised training sees: train | train+test (CC's, PICA's and C2BIN's
+    # clustering protocol); labels are never used, evaluation splits stay as they are
+    train_split: str = "train"
     folders: dict[str, str] = field(default_factory=dict)  # ImageFolder datasets: name -> root
     on_device: str = "auto"  # keep uint8 images on the GPU: auto (if they fit) | always | never
 
@@ -59,7 +62,7 @@ class OptimizerConfig:
     weight_decay: float = 1e-6
     momentum: float = 0.9
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    lars_eta: float = 0.02  # LARS trust coefficient
+    lars_eta: float = 1e-3  # LARS trust coefficient (SimCLR's and BYOL's)
     exclude_bias_and_norm: bool = True  # no weight decay / LARS adaptation on biases and norms
 
 
@@ -97,6 +100,9 @@ class EvalConfig:
     kmeans_restarts: int = 10
     kmeans_iters: int = 300
     cluster_split: str = "all"  # all (train+test, as CC/PICA/C2BIN) | test (as SCAN)
+    # test images that alignment and uniformity use: a seeded sample of this many (the CMC
+    # loss study uses 1000); None: all of them (uniformity on at most 10,000)
+    geometry_samples: int | None = None
     batch_size: int = 1024  # batch size for embedding images
     retrieval_k: list[int] = field(default_factory=lambda: [1, 2, 10, 50, 100])
     # K estimation ("kest"): k-means over k = kest_min_k..kest_max_k on a seeded sample
@@ -171,6 +177,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.linear.optimizer": ("adam", "sgd"),
     "eval.cluster_split": ("all", "test"),
     "data.on_device": ("auto", "always", "never"),
+    "data.train_split": ("train", "train+test"),
     "executor": ("ray", "local"),
 }
 

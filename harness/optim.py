@@ -1,9 +1,12 @@
 """Optimisers and the learning-rate schedule of the trainer.
 
 SGD, Adam and AdamW come from torch; LARS (You et al. 2017, "Large Batch Training of
-Convolutional Networks") is written here, as used by SimCLR and BYOL: per-parameter trust
-ratio eta * ||w|| / (||g|| + wd * ||w||), with biases and norm layers excluded from both
-weight decay and adaptation.
+Convolutional Networks") is written here as SimCLR's implementation of it (lars_optimizer.py,
+which BYOL uses too): the weight decay is added to the gradient first, g' = g + wd * w, and
+each parameter's step is scaled by the trust ratio eta * ||w|| / ||g'||, with eta = 1e-3
+(SimCLR's and BYOL's; You et al. write the same ratio as eta * ||w|| / (||g|| + wd * ||w||)).
+Biases and norm layers are excluded from both weight decay and adaptation. There is no clip of
+the adapted rate (solo-learn's `clip_lr`, with its eta of 0.02, is another optimiser).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class LARS(torch.optim.Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017)."""
 
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.9,
-                 weight_decay: float = 0.0, eta: float = 0.02):
+                 weight_decay: float = 0.0, eta: float = 1e-3):
         defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
                     "lars": True}
         super().__init__(params, defaults)

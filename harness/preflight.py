@@ -22,9 +22,9 @@ from crlbench.errors import UserError
 from crlbench.suite import RunSpec
 
 
-def _training_size(data, use_unlabeled: bool, rho: float) -> int:
+def _training_size(data, d: dict, rho: float) -> int:
     """Images a run of this dataset trains on, after the long tail of its variant."""
-    size = len(data.pretrain_images(use_unlabeled))
+    size = len(data.pretrain_images(d["use_unlabeled"], d["train_split"] == "train+test"))
     if rho == 1.0:
         return size
     n_max = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
@@ -50,7 +50,7 @@ def check_data(specs: list[RunSpec]) -> None:
             if rho != 1.0 and data.unlabeled_images is not None and d["use_unlabeled"]:
                 raise UserError(f"an imbalanced {name} needs data.use_unlabeled=false: the "
                                 "unlabeled split has no classes to make long-tailed")
-            size = _training_size(data, d["use_unlabeled"], rho)
+            size = _training_size(data, d, rho)
             batch = spec.config["train"]["batch_size"]
             if batch > size:
                 where = f" at imbalance {rho:g}" if rho != 1.0 else ""

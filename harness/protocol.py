@@ -1,7 +1,7 @@
 """The method protocol: what a method plugin implements and what the harness hands it.
 
 The suite fixes backbone, augmentation, epochs, batch size, optimiser and schedule; a method
-only says how to turn augmented views into a loss. See DESIGN.md, "The method protocol".
+only says how to turn augmented views into a loss. See docs/plugins.md, "The method protocol".
 """
 
 from __future__ import annotations
@@ -78,6 +78,13 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True
     #: image channel counts the method accepts (None: any); checked before a suite runs
     input_channels: ClassVar[tuple[int, ...] | None] = None
+    #: the implementation's version, part of every run's identity (run_id): bump it whenever
+    #: the method's numbers can change, so that records of the old code are not reused. A
+    #: plugin's method is versioned by its package's version instead (see `method_version`).
+    version: ClassVar[str] = "1"
+    #: named settings of Config (e.g. one per table of the paper), chosen by the Config field
+    #: `preset`: the preset's values replace Config's defaults, then method_cfg overrides apply
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @dataclass
     class Config:
@@ -98,6 +105,29 @@ class Method(nn.Module):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return dataclasses.asdict(cls.Config())
+
+    @classmethod
+    def preset_values(cls, preset: str | None = None) -> dict[str, Any]:
+        """The Config values of the named preset (None: the one Config's `preset` field names
+        by default), `preset` included; {} for a method without presets. ValueError names the
+        valid presets when `preset` is not one of them."""
+        if not cls.presets:
+            return {}
+        name = cls.Config().preset if preset is None else preset
+        if name not in cls.presets:
+            raise ValueError(f"unknown preset {name!r}; {cls.name}'s presets: "
+                             f"{', '.join(cls.presets)}")
+        return {"preset": name, **cls.presets[name]}
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise ValueError for hyper-parameters the method cannot run with, naming the key and
+        what is valid; suites call it before any run (and `__init__` may call it too)."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the method resolved from its config and the run (e.g. cluster sizes from the
+        number of classes, a queue cut to the training set), as JSON data for the record."""
+        return {}
 
     def features(self, images: Tensor) -> Tensor:
         """Features the evaluators score: the backbone output, before any projection head."""

@@ -164,3 +164,11 @@ methods = Registry("crlbench.methods", "method", _check_method)
 datasets = Registry("crlbench.datasets", "dataset", _check_dataset)
 evaluators = Registry("crlbench.evaluators", "evaluator", _check_evaluator)
 BUILTIN_PACKAGE = "crlbench"  # the distribution whose entries are the built-ins
+
+
+def method_version(name: str) -> str:
+    """The implementation version of a registered method, part of its runs' identity: a
+    built-in's `version` attribute (bumped when its numbers can change), a plugin's package
+    version (bump it when the method changes)."""
+    entry = methods.entry(name)
+    return str(entry.obj.version) if entry.package == BUILTIN_PACKAGE else entry.version

@@ -30,6 +30,8 @@ from crlbench.backbones import build_backbone
 from crlbench.data import ImageData, load_dataset, long_tail_indices
 from crlbench.errors import NonFiniteLoss
 from crlbench.evaluate import Embeddings, cluster_split, evaluate
+from crlbench.evaluate.conventions import conventions, trained_on
+from crlbench.evaluate.evaluators import sample_rows
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
 from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
@@ -94,6 +96,43 @@ def embed_views(method: Method, images: Tensor, augmenter: Augmenter, prepare, b
         first.append(a)
         second.append(b)
     return torch.cat(first), torch.cat(second)
+
+
+@torch.no_grad()
+def embed_pairs(method: Method, images: Tensor, prepare, batch_size: int, device: torch.device,
+                amp: bool) -> tuple[Tensor, Tensor]:
+    """A method's own positive pairs (`method.positive_pairs`) of un-augmented images, in eval
+    mode, as float32 on the device."""
+    method.eval()
+    first, second = [], []
+    for start in range(0, len(images), batch_size):
+        x = prepare(images[start:start + batch_size].to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            a, b = method.positive_pairs(x)
+        first.append(a.float())
+        second.append(b.float())
+    return torch.cat(first), torch.cat(second)
+
+
+def _geometry_inputs(emb: Embeddings, method: Method, images: Tensor, augmenter: Augmenter,
+                     prepare, batch_size: int, device: torch.device, amp: bool,
+                     samples: int | None, seed: int) -> None:
+    """The positive pairs and point sets the geometry evaluator scores, on all test images or
+    a seeded sample of `samples`: a method's own positive pairs when it defines
+    `positive_pairs` (uniformity of each side), else two augmented views of the backbone
+    features (uniformity of the test features)."""
+    rows = sample_rows(len(images), samples or len(images), seed)
+    if rows is not None:
+        images = images[rows]
+    if hasattr(method, "positive_pairs"):
+        emb.view_pairs = embed_pairs(method, images, prepare, batch_size, device, amp)
+        emb.uniformity_sets = list(emb.view_pairs)
+        emb.pair_source = "method"
+        return
+    emb.view_pairs = embed_views(method, images, augmenter, prepare, batch_size, device, amp,
+                                 seed)
+    if rows is not None:
+        emb.uniformity_sets = [emb.test[rows.to(emb.test.device)]]
 
 
 @torch.no_grad()
@@ -183,6 +222,7 @@ def new_record(spec: RunSpec) -> dict[str, Any]:
         "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
         "suite": spec.suite, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
         "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
+        "method_version": spec.method_version,
         "method_package": {"name": entry.package, "version": entry.version,
                            "target": entry.target},
         "started": _now(),
@@ -252,12 +292,15 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
             use_unlabeled=cfg.data.use_unlabeled)
         data = _imbalanced(data, spec)
-        pretrain = data.pretrain_images(cfg.data.use_unlabeled)
+        with_test = cfg.data.train_split == "train+test"
+        pretrain = data.pretrain_images(cfg.data.use_unlabeled, with_test)
         mean, std = channel_stats(data.train_images)
         prepare = Normalizer(mean, std, device)
         train_images = _place(pretrain, device, cfg.data.on_device)
     record["data"] = {"train_size": len(data.train_images), "test_size": len(data.test_images),
                       "pretrain_size": len(pretrain), "num_classes": data.num_classes,
+                      "train_split": trained_on(cfg.data.train_split, data.unlabeled_images
+                                                is not None and cfg.data.use_unlabeled),
                       "image_size": data.image_size, "channels": data.channels,
                       "mean": mean, "std": std, "on_device": train_images.device.type,
                       "train_class_counts": torch.bincount(
@@ -281,6 +324,7 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             image_size=data.image_size, channels=data.channels,
             input_mean=tuple(mean), input_std=tuple(std))
         method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
+    record["method_details"] = method.describe()
 
     amp = device.type == "cuda" and cfg.train.precision != "fp32"
     augmenter = Augmenter.from_config(cfg.augment, data.image_size)
@@ -311,11 +355,13 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
         emb.head_logits = head_logits(method, feats, eb)
         emb.cluster_labels = labels
         if "geometry" in cfg.eval.metrics:
-            emb.view_pairs = embed_views(method, data.test_images, augmenter, prepare, eb,
-                                         device, amp, seed=derive_seed(spec.seed, 1, 7))
+            _geometry_inputs(emb, method, data.test_images, augmenter, prepare, eb, device,
+                             amp, cfg.eval.geometry_samples, seed=derive_seed(spec.seed, 1, 7))
     with timer.phase("evaluate"):
         result_eval = evaluate(emb, cfg.eval, seed=spec.seed)
     record["metrics"] = result_eval.metrics
     record["eval_details"] = result_eval.details
     record["feature_dim"] = int(emb.train.shape[1])
     record["cluster_split"] = cfg.eval.cluster_split
+    record["conventions"] = conventions(spec.config, record["data"]["train_split"],
+                                        emb.pair_source)

@@ -41,6 +41,7 @@ class RunSpec:
     run_id: str
     config_id: str  # the hash without the seed: runs that differ only in seed share it
     variant: dict[str, Any] = field(default_factory=dict)
+    method_version: str = ""  # the method's implementation version (in run_id)
 
     @property
     def label(self) -> str:
@@ -49,11 +50,18 @@ class RunSpec:
 
 
 def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The method's Config dataclass with the suite's overrides merged in, validated."""
+    """The method's Config dataclass with its preset's values (for a method with presets: the
+    one `overrides` names, else Config's default) and then the suite's overrides merged in,
+    validated."""
     cls = registry.methods.get(name)
     schema = OmegaConf.structured(cls.Config)
+    overrides = overrides or {}
     try:
-        merged = OmegaConf.merge(schema, overrides or {})
+        preset = cls.preset_values(overrides.get("preset"))
+    except ValueError as e:
+        raise UserError(f"method_cfg.{name}.preset: {e}") from None
+    try:
+        merged = OmegaConf.merge(schema, preset, overrides)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or ""
         valid = ", ".join(str(k) for k in schema) or "none"
@@ -62,7 +70,12 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
                 f"method_cfg.{name}: unknown key '{key}'; {name}'s keys: {valid}"
             ) from None
         raise UserError(f"method_cfg.{name}.{key}: {str(e).strip().splitlines()[0]}") from None
-    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    resolved: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
+    try:
+        cls.check_config(cls.Config(**resolved))
+    except ValueError as e:
+        raise UserError(f"method_cfg.{name}: {e}") from None
+    return resolved
 
 
 def run_id_of(payload: dict[str, Any]) -> str:
@@ -70,13 +83,16 @@ def run_id_of(payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _hashed_part(run_cfg: dict[str, Any], trainable: bool) -> dict[str, Any]:
-    """What changes a run's result. A method that does not train ignores training settings."""
+def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) -> dict[str, Any]:
+    """What changes a run's result: the configuration and the method's implementation version.
+    A method that does not train ignores training settings."""
     keep = ["method", "method_cfg", "dataset", "seed", "variant", "eval"]
     if trainable:
         keep += ["backbone", "augment", "train"]
     part = {k: run_cfg[k] for k in keep}
-    part["data"] = {k: run_cfg["data"][k] for k in ("image_size", "use_unlabeled")}
+    part["data"] = {k: run_cfg["data"][k] for k in ("image_size", "use_unlabeled",
+                                                    "train_split")}
+    part["method_version"] = method_version
     return part
 
 
@@ -159,6 +175,10 @@ def _harness_variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
         rhos = [float(r) for r in cfg.variant.imbalance]
         if any(r < 1 for r in rhos):
             raise UserError(f"'variant.imbalance' values are ratios rho >= 1, got {rhos}")
+        if cfg.data.train_split != "train" and any(r != 1 for r in rhos):
+            raise UserError("'variant.imbalance' makes the train split long-tailed; training "
+                            f"on data.train_split={cfg.data.train_split} would add the balanced "
+                            "test split to it: use data.train_split=train")
         axes.append(("imbalance", rhos))
     if len(cfg.variant.k) and hasattr(registry.methods.get(method), "cluster_logits"):
         ks = [int(k) for k in cfg.variant.k]
@@ -211,6 +231,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
     specs = []
     for method in cfg.method:
         trainable = registry.methods.get(method).trainable
+        version = registry.method_version(method)
         for variant in _variants(cfg, method):
             run = _apply(cfg, variant)
             _check_values(run)
@@ -227,10 +248,11 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         # depend on them, so one spec gives one record (not hashed)
                         "threads": max(1, int(cfg.resources.cpu_per_run)),
                     }
-                    hashed = _hashed_part(run_cfg, trainable)
+                    hashed = _hashed_part(run_cfg, trainable, version)
                     specs.append(RunSpec(
                         suite=cfg.name, method=method, dataset=dataset, seed=int(seed),
                         config=run_cfg, run_id=run_id_of(hashed), variant=variant,
+                        method_version=version,
                         config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
                     ))
     order = {m: i for i, m in enumerate(cfg.method)}

@@ -7,7 +7,7 @@
         check_method(MyMethod)
 
 It builds the method on a tiny backbone and a random batch and checks the protocol of
-DESIGN.md. Each failure raises MethodCheckError with a message saying what is wrong and how to
+docs/plugins.md. Each failure raises MethodCheckError with a message saying what is wrong and how to
 fix it.
 """
 
@@ -39,7 +39,29 @@ def _check_config(cls: type) -> Any:
     if missing:
         raise _fail(cls, f"Config fields without a default: {', '.join(missing)}; give each the "
                          "paper's value so the method runs without overrides")
-    return cfg_cls()
+    cfg = cfg_cls()
+    if cls.presets:
+        _check_presets(cls, cfg)
+    return cfg
+
+
+def _check_presets(cls: type, cfg: Any) -> None:
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    if "preset" not in fields:
+        raise _fail(cls, "a method with presets needs a Config field `preset` naming the "
+                         "default one")
+    for name, values in cls.presets.items():
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise _fail(cls, f"preset {name!r} sets {', '.join(unknown)}, which Config does "
+                             "not have")
+    if cfg.preset not in cls.presets:
+        raise _fail(cls, f"Config's default preset {cfg.preset!r} is not one of "
+                         f"{', '.join(cls.presets)}")
+    differ = sorted(k for k, v in cls.presets[cfg.preset].items() if getattr(cfg, k) != v)
+    if differ:
+        raise _fail(cls, f"Config's defaults differ from its default preset {cfg.preset!r} in "
+                         f"{', '.join(differ)}; make them equal")
 
 
 def _context(num_clusters: int, batch_size: int, image_size: int, channels: int,
@@ -123,9 +145,10 @@ def _check_heads(cls: type, method: Method, feats: Tensor, k: int) -> None:
     for i, logits in enumerate(heads):
         if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != len(feats):
             raise _fail(cls, f"cluster_logits head {i} must be [N, K] for N={len(feats)}")
-    widths = [h.shape[1] for h in heads]
-    if k not in widths:
-        raise _fail(cls, f"cluster_logits returns {' and '.join(map(str, widths))} columns but "
+    # A list of heads may have sizes of its own (e.g. C2BIN's absolute {32, 64, 128}); the
+    # `heads` evaluator scores each, and head_* when one has ctx.num_clusters columns.
+    if not isinstance(out, list | tuple) and heads[0].shape[1] != k:
+        raise _fail(cls, f"cluster_logits returns {heads[0].shape[1]} columns but "
                          f"ctx.num_clusters is {k}; build the head with ctx.num_clusters outputs")
 
 
@@ -154,7 +177,10 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
                  width: int = 8) -> None:
     """Check that `cls` follows the method protocol; raise MethodCheckError if not.
 
-    `config` overrides fields of the method's Config (defaults are used otherwise).
+    `config` overrides fields of the method's Config (defaults are used otherwise); for a
+    method with presets, `config={"preset": name}` checks that preset's values. The presets
+    themselves are checked too: they set Config fields only, and the default one equals
+    Config's defaults.
     """
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise MethodCheckError(f"{cls!r} must be a class that subclasses crlbench.Method")
@@ -164,6 +190,12 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
         raise ValueError(f"{cls.__name__} accepts {cls.input_channels} input channels; "
                          f"call check_method with one of them, not channels={channels}")
     cfg = _check_config(cls)
+    config = dict(config or {})
+    if cls.presets and "preset" in config:
+        try:
+            config = {**cls.preset_values(config["preset"]), **config}
+        except ValueError as e:
+            raise _fail(cls, str(e)) from None
     if config:
         cfg = dataclasses.replace(cfg, **config)
     ctx = _context(num_clusters, batch_size, image_size, channels, feature_dim=4 * width)

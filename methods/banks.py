@@ -1,4 +1,5 @@
-"""Stores of past embeddings: MoCo's queue of negatives and NPID's memory bank.
+"""Stores of past embeddings (MoCo's queue of negatives, NPID's memory bank) and NCE's
+partition-function estimate, which is kept once it is made.
 
 Both are registered buffers, so they travel with `state_dict` (checkpoints resume them exactly)
 and with `.to(device)`.
@@ -10,9 +11,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.methods.losses import nce_normaliser
+
 
 def _random_unit_rows(rows: int, dim: int) -> Tensor:
     return F.normalize(torch.randn(rows, dim), dim=1)
+
+
+def queue_length(requested: int, dataset_size: int, steps_per_epoch: int) -> int:
+    """The queue length a training set allows: `requested`, but at most N - B keys for N
+    training images in batches of B (here N // steps_per_epoch, which is at least B).
+
+    A longer queue (MoCo v2's ImageNet 65536 on CIFAR's 50,000 images) always holds an older
+    key of the anchor's own image among its "negatives", and holds the others twice; N - B is
+    the most that leaves the queue the keys of one epoch's other images.
+    """
+    if requested < 1:
+        raise ValueError(f"the queue needs at least one key, got {requested}")
+    batch = dataset_size // max(1, steps_per_epoch)
+    return max(1, min(requested, dataset_size - batch))
 
 
 class FeatureQueue(nn.Module):
@@ -55,3 +72,23 @@ class MemoryBank(nn.Module):
         """`count` random bank entries for each of `rows` anchors: [rows, count, dim]."""
         idx = torch.randint(0, len(self.bank), (rows, count), device=self.bank.device)
         return self.bank[idx]
+
+
+class NCENormaliser(nn.Module):
+    """NCE's normalising constant Z, estimated once from the first training batch's noise and
+    then held fixed, as NPID's code does (lemniscate.pytorch, NCEAverage: `if Z < 0: Z =
+    out.mean() * outputSize`) and CMC's after it. A buffer, so a resumed run keeps its Z."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("value", torch.zeros(()))  # 0: not estimated yet
+
+    def forward(self, noise: Tensor, temperature: float, num_data: int) -> Tensor:
+        """The fixed Z, or, before the first training step, this noise's estimate (kept when
+        the module is in training mode); no host synchronisation."""
+        estimate = nce_normaliser(noise, temperature, num_data)
+        z = torch.where(self.value > 0, self.value, estimate)
+        if self.training:
+            self.value.copy_(z)
+        return z
+

@@ -63,10 +63,10 @@ class CC(Method):
         self.cluster_projector = cluster_head(ctx.feature_dim, hidden, ctx.num_clusters,
                                               batchnorm=cfg.batchnorm)
 
-    def heads(self, views: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Instance embeddings and cluster logits of each view."""
+    def heads(self, views: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Backbone features, instance embeddings and cluster logits of each view."""
         feats = [self.backbone(v) for v in views]
-        return ([self.instance_projector(h) for h in feats],
+        return (feats, [self.instance_projector(h) for h in feats],
                 [self.cluster_projector(h) for h in feats])
 
     def cc_terms(self, z: list[Tensor], logits: list[Tensor]) -> dict[str, Tensor]:
@@ -81,7 +81,8 @@ class CC(Method):
                 "entropy": entropy.detach()}
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        return self.cc_terms(*self.heads(views))
+        _, z, logits = self.heads(views)
+        return self.cc_terms(z, logits)
 
     def cluster_logits(self, feats: Tensor) -> Tensor:
         return self.cluster_projector(feats)

@@ -5,29 +5,55 @@ is converted to CIE Lab and split into two views, L and ab, each with its own en
 projection to 128 dimensions, L2-normalised, feeds a cross-view contrastive loss in both
 directions (L anchors against ab candidates and the reverse).
 
+The four losses of the CMC loss study (Wang, Zhang, Chen, Ding, "Effect of Contrastive Loss
+on Unsupervised Representation Learning", sec. 3.2), on the L2-normalised projections, with d
+the Euclidean distance, `loss=`:
+
+- "spring" (spring-like, Hadsell et al. 2006): d / 2 for the positive pair, [m - d]_+ / 2 for
+  each negative pair, unsquared as the study prints it (`squared_distances=true` gives
+  Hadsell's d^2 / 2 and [m - d]_+^2 / 2);
+- "triplet" (Schroff et al. 2015): [d(x^p, x) - d(x^n, x) + alpha]_+, unsquared as printed
+  (`squared_distances=true` gives FaceNet's squared form);
+- "softmax", the (N+1)-way softmax (van den Oord et al. 2018): -log(exp(x_1 . x / tau) /
+  sum_i exp(x_i . x / tau)), the positive first;
+- "nce" (Wu et al. 2018): h = P(i|x) / (P(i|x) + m P_n) with P_n = 1 / n, the loss
+  -log h(positive) - sum over the m noise samples of log(1 - h), Z estimated once from the
+  first batch and then fixed (as CMC's and NPID's code).
+
+The objective sums the two directions, L(V1, V2) = L^{V1,V2} + L^{V2,V1} (sec. 3.1).
+
 Defaults and their sources:
 
 - `feat_dim` 128, linear projection then L2 normalisation, `temperature` 0.07 and
-  `nce_negatives` 4096: the paper's code (github.com/HobbitLong/CMC, train_CMC.py and
-  models/resnet.py; its README gives temperature 0.07 for ImageNet, 0.1 for STL-10).
-- `loss` "softmax": the objective the paper recommends over NCE (its code's default later).
-- `triplet_margin` 0.5 and `spring_margin` 1.0: our choice. We did not find the values used by
-  the paper's loss comparison. On unit vectors the triplet margin is on squared distances
-  (range [0, 4]) and the spring margin on distances (range [0, 2]).
+  `nce_negatives` 4096: CMC's code (github.com/HobbitLong/CMC, train_CMC.py and
+  models/resnet.py; its README gives temperature 0.07 for ImageNet, 0.1 for STL-10, which the
+  STL-10 suites set).
+- `loss` "softmax": the objective CMC recommends over NCE (its code's default later), and the
+  best of the study's Table 1.
+- `triplet_margin` alpha 0.5 and `spring_margin` m 1.0: our choice; the study gives no values.
+  On unit vectors both margins are on distances (range [0, 2]).
 
-Our choices where the paper differs:
+Our choices where the papers differ:
 
-- Negatives come from the batch, not from the paper's memory bank of 4096 (or 16384) past
-  embeddings. The paper's (N+1)-way softmax thus becomes a B-way softmax over the batch's
-  candidates (`info_nce` without a queue), and NCE draws its `nce_negatives` noise samples with
+- Negatives come from the batch, not from CMC's memory bank of 4096 (or 16384) past
+  embeddings. The (N+1)-way softmax thus becomes a B-way softmax over the batch's candidates
+  (`info_nce` without a queue), and NCE draws its `nce_negatives` noise samples with
   replacement from the other B - 1 items while keeping the uniform noise density 1 / dataset
   size in its formula. Triplet and spring use all B - 1 other items as negatives (so the
-  spring loss, a sum over all cross-view pairs, is the same in both directions).
-- The two directions are averaged, where the paper sums them (half the gradient scale).
-- L is scaled to [0, 1] (L / 100) and ab to about [-1, 1] (ab / 110); the paper's code
-  standardises each channel to about [-1, 1] with fixed constants.
-- The augmentation is the suite's (CMC used random resized crop and flip only); its colour
-  jitter and grayscale act on the RGB image before the Lab split.
+  spring loss, a sum over all cross-view pairs, is the same in both directions). A bank of
+  past embeddings is what CMC's code adds for memory: at the study's batch of 128 the batch
+  gives 127 distinct negatives.
+- L is scaled to [0, 1] (L / 100) and ab to about [-1, 1] (ab / 110); CMC's code standardises
+  each channel to about [-1, 1] with fixed constants.
+- The augmentation is the suite's (CMC used random resized crop and flip only, which the
+  `losses` suite uses too); any colour jitter or grayscale acts on the RGB image before the Lab
+  split.
+
+The geometry evaluator scores CMC on its own positive pairs (`positive_pairs`: the L and ab
+embeddings of one image), as the study's alignment and uniformity (sec. 3.3, Table 1) do.
+
+Version 2 prints the study's unsquared spring and triplet losses, sums the two directions
+and fixes NCE's Z once (version 1: squared distances, averaged directions, Z every batch).
 """
 
 from __future__ import annotations
@@ -39,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.methods.banks import NCENormaliser
 from crlbench.methods.color import rgb_to_lab
 from crlbench.methods.losses import info_nce, nce, spring, triplet_margin
 from crlbench.protocol import Batch, Method
@@ -84,6 +111,7 @@ class CMC(Method):
     name = "cmc"
     num_views = 1
     input_channels = (3,)
+    version = "2"
 
     @dataclass
     class Config:
@@ -91,22 +119,28 @@ class CMC(Method):
         temperature: float = 0.07  # softmax and nce
         feat_dim: int = 128
         nce_negatives: int = 4096  # noise samples per anchor (with replacement)
-        triplet_margin: float = 0.5
-        spring_margin: float = 1.0
+        triplet_margin: float = 0.5  # alpha
+        spring_margin: float = 1.0  # m
+        squared_distances: bool = False  # spring and triplet on d^2 (Hadsell's, FaceNet's)
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        if cfg.loss not in LOSSES:
+            raise ValueError(f"unknown CMC loss {cfg.loss!r}; valid choices: {', '.join(LOSSES)}")
 
     def __init__(self, backbone: nn.Module, ctx, cfg: Config):
         super().__init__(backbone, ctx, cfg)
         if ctx.channels != 3:
             raise ValueError(f"CMC splits RGB images into L and ab and needs 3 input channels; "
                              f"this dataset has {ctx.channels}")
-        if cfg.loss not in LOSSES:
-            raise ValueError(f"unknown CMC loss {cfg.loss!r}; valid choices: {', '.join(LOSSES)}")
+        self.check_config(cfg)
         if len(ctx.input_mean) != 3 or len(ctx.input_std) != 3:
             raise ValueError("CMC needs ctx.input_mean and ctx.input_std (3 values each) to undo "
                              "the input normalisation before converting to Lab")
         self.backbone_ab = copy.deepcopy(backbone)
         self.proj_l = nn.Linear(ctx.feature_dim, cfg.feat_dim)
         self.proj_ab = nn.Linear(ctx.feature_dim, cfg.feat_dim)
+        self.z_l_to_ab, self.z_ab_to_l = NCENormaliser(), NCENormaliser()  # NCE's two Z
         # Non-persistent: derived from ctx, moved by .to(), kept out of checkpoints.
         self.register_buffer("mean", torch.tensor(ctx.input_mean).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(ctx.input_std).view(1, 3, 1, 1), False)
@@ -132,11 +166,16 @@ class CMC(Method):
         x_l, x_ab = self.split(images)
         return torch.cat([self.backbone(x_l), self.backbone_ab(x_ab)], dim=1)
 
+    def positive_pairs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """CMC's positive pair of each image, for the geometry evaluator: its normalised L and
+        ab embeddings (the loss study's alignment and uniformity, sec. 3.3)."""
+        return self.embed(images)
+
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         z_l, z_ab = self.embed(views[0])
         l_to_ab, ab_to_l = self._directions(z_l, z_ab)
-        return {"loss": 0.5 * (l_to_ab + ab_to_l), "loss_l_to_ab": l_to_ab,
-                "loss_ab_to_l": ab_to_l}
+        return {"loss": l_to_ab + ab_to_l, "loss_l_to_ab": l_to_ab.detach(),
+                "loss_ab_to_l": ab_to_l.detach()}
 
     def _directions(self, z_l: Tensor, z_ab: Tensor) -> tuple[Tensor, Tensor]:
         cfg, b = self.cfg, len(z_l)
@@ -146,12 +185,13 @@ class CMC(Method):
             sim = z_l @ z_ab.T  # sim[i, j]: L of i against ab of j; its transpose the reverse
             noise_ab = sample_other_indices(b, cfg.nce_negatives, sim.device)
             noise_l = sample_other_indices(b, cfg.nce_negatives, sim.device)
-            pos, n = sim.diagonal(), self.ctx.dataset_size
-            return (nce(pos, sim.gather(1, noise_ab), cfg.temperature, n),
-                    nce(pos, sim.T.gather(1, noise_l), cfg.temperature, n))
+            pos, n, tau = sim.diagonal(), self.ctx.dataset_size, cfg.temperature
+            to_ab, to_l = sim.gather(1, noise_ab), sim.T.gather(1, noise_l)
+            return (nce(pos, to_ab, tau, n, normaliser=self.z_l_to_ab(to_ab, tau, n)),
+                    nce(pos, to_l, tau, n, normaliser=self.z_ab_to_l(to_l, tau, n)))
         others = other_indices(b, z_l.device)
-        if cfg.loss == "triplet":
-            return (triplet_margin(z_l, z_ab, z_ab[others], cfg.triplet_margin),
-                    triplet_margin(z_ab, z_l, z_l[others], cfg.triplet_margin))
-        return (spring(z_l, z_ab, z_ab[others], cfg.spring_margin),
-                spring(z_ab, z_l, z_l[others], cfg.spring_margin))
+        fn, margin = ((triplet_margin, cfg.triplet_margin) if cfg.loss == "triplet"
+                      else (spring, cfg.spring_margin))
+        sq = cfg.squared_distances
+        return (fn(z_l, z_ab, z_ab[others], margin, squared=sq),
+                fn(z_ab, z_l, z_l[others], margin, squared=sq))

@@ -14,9 +14,10 @@ from torch import Tensor
 from crlbench.evaluate.geometry import alignment, uniformity
 from crlbench.precision import full_precision
 
-__all__ = ["alignment", "cluster_contrast", "cluster_mass_entropy", "info_nce", "nce",
-           "normalized_mse", "nt_xent", "spring", "swapped_prediction", "triplet_margin",
-           "uniformity", "vicreg_covariance", "vicreg_invariance", "vicreg_variance"]
+__all__ = ["alignment", "bca_contrast", "cluster_contrast", "cluster_mass_entropy",
+           "cosine_distance", "info_nce", "nce", "nce_normaliser", "normalized_mse", "nt_xent",
+           "spring", "swapped_prediction", "triplet_margin", "uniformity", "vicreg_covariance",
+           "vicreg_invariance", "vicreg_variance"]
 
 
 def _pairwise_check(name: str, a: Tensor, b: Tensor) -> None:
@@ -65,13 +66,17 @@ def info_nce(query: Tensor, key: Tensor, temperature: float,
 
 
 @full_precision
+def cosine_distance(prediction: Tensor, target: Tensor) -> Tensor:
+    """1 - cos(p, z), averaged over the batch: C2BIN's alignment (eq. 1). The target is used as
+    given (detach it before calling)."""
+    _pairwise_check("cosine_distance", prediction, target)
+    return 1 - F.cosine_similarity(prediction.float(), target.float(), dim=1).mean()
+
+
 def normalized_mse(prediction: Tensor, target: Tensor) -> Tensor:
     """BYOL's regression loss (Grill et al. 2020, eq. 2): ||p/|p| - z/|z|||^2 = 2 - 2 cos(p, z),
     averaged over the batch. The target is used as given (detach it before calling)."""
-    _pairwise_check("normalized_mse", prediction, target)
-    p = F.normalize(prediction.float(), dim=1)
-    z = F.normalize(target.float(), dim=1)
-    return (2 - 2 * (p * z).sum(dim=1)).mean()
+    return 2 * cosine_distance(prediction, target)
 
 
 @full_precision
@@ -114,19 +119,27 @@ def swapped_prediction(scores1: Tensor, scores2: Tensor, codes1: Tensor, codes2:
 
 
 @full_precision
-def nce(positive: Tensor, noise: Tensor, temperature: float, num_data: int) -> Tensor:
+def nce_normaliser(noise: Tensor, temperature: float, num_data: int) -> Tensor:
+    """NPID's Monte-Carlo estimate of the partition function Z (Wu et al. 2018, eq. 7):
+    num_data times the mean of exp(s / tau) over the noise similarities, detached."""
+    return (torch.exp(noise.detach().float() / temperature).mean() * num_data).detach()
+
+
+@full_precision
+def nce(positive: Tensor, noise: Tensor, temperature: float, num_data: int,
+        normaliser: Tensor | None = None) -> Tensor:
     """Noise-contrastive estimation of instance discrimination (Gutmann & Hyvarinen 2010 as
     used by NPID, Wu et al. 2018, eq. 5-8, and CMC, Tian et al. 2019).
 
     `positive` [B] and `noise` [B, m] are cosine similarities. The density of an instance is
-    P = exp(s / tau) / Z, with Z estimated by Monte Carlo from the noise (num_data times the mean
-    of exp(s / tau), held constant), and noise drawn uniformly, Pn = 1 / num_data. With
+    P = exp(s / tau) / Z, a constant Z (`normaliser`; estimated from this noise by
+    `nce_normaliser` when not given), and noise drawn uniformly, Pn = 1 / num_data. With
     h = P / (P + m Pn), the loss is -log h(positive) - sum over the m noise of log(1 - h).
     """
     m = noise.shape[1]
     pos = torch.exp(positive.float() / temperature)
     neg = torch.exp(noise.float() / temperature)
-    z = (neg.mean() * num_data).detach()
+    z = nce_normaliser(noise, temperature, num_data) if normaliser is None else normaliser
     noise_mass = m / num_data
     p_pos, p_neg = pos / z, neg / z
     log_h_pos = torch.log(p_pos / (p_pos + noise_mass))
@@ -134,35 +147,42 @@ def nce(positive: Tensor, noise: Tensor, temperature: float, num_data: int) -> T
     return -(log_h_pos + log_1m_h_neg.sum(dim=1)).mean()
 
 
-@full_precision
-def triplet_margin(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
-    """Triplet loss (Schroff et al. 2015) on L2-normalised embeddings:
-    max(0, |a - p|^2 - |a - n|^2 + margin), averaged. `negative` may be [B, D] or [B, m, D]."""
+def _distances(anchor: Tensor, other: Tensor, squared: bool) -> Tensor:
+    """Euclidean distances (or their squares) of L2-normalised anchors [B, D] to `other`
+    [B, D] (row by row) or [B, m, D] (each anchor to its m rows)."""
     a = F.normalize(anchor.float(), dim=-1)
-    p = F.normalize(positive.float(), dim=-1)
-    n = F.normalize(negative.float(), dim=-1)
-    d_pos = (a - p).pow(2).sum(dim=-1)
-    if n.ndim == 3:
-        d_neg = (a[:, None] - n).pow(2).sum(dim=-1)
+    o = F.normalize(other.float(), dim=-1)
+    sq = ((a[:, None] if o.ndim == 3 else a) - o).pow(2).sum(dim=-1)
+    return sq if squared else torch.sqrt(sq + 1e-12)  # the epsilon keeps d's gradient at 0
+
+
+@full_precision
+def triplet_margin(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float,
+                   squared: bool = False) -> Tensor:
+    """The triplet loss [d(x^p, x) - d(x^n, x) + alpha]_+ (Schroff et al. 2015), on
+    L2-normalised embeddings with d the Euclidean distance, as the CMC loss study prints it
+    (its sec. 3.2), averaged over the triplets. `squared` uses squared distances (FaceNet's
+    form). `negative` may be [B, D] or [B, m, D] (m negatives per anchor)."""
+    d_pos = _distances(anchor, positive, squared)
+    d_neg = _distances(anchor, negative, squared)
+    if d_neg.ndim == 2:
         d_pos = d_pos[:, None]
-    else:
-        d_neg = (a - n).pow(2).sum(dim=-1)
     return F.relu(d_pos - d_neg + margin).mean()
 
 
 @full_precision
-def spring(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float) -> Tensor:
-    """The spring-like contrastive loss of Hadsell, Chopra, LeCun 2006 on L2-normalised
-    embeddings: positives pulled by d^2, negatives pushed by max(0, margin - d)^2 until they are
-    `margin` apart. `negative` may be [B, D] or [B, m, D]; the two parts are averaged."""
-    a = F.normalize(anchor.float(), dim=-1)
-    p = F.normalize(positive.float(), dim=-1)
-    n = F.normalize(negative.float(), dim=-1)
-    pull = (a - p).pow(2).sum(dim=-1)
-    a_n = a[:, None] if n.ndim == 3 else a
-    dist = torch.sqrt((a_n - n).pow(2).sum(dim=-1) + 1e-12)
-    push = F.relu(margin - dist).pow(2)
-    return 0.5 * (pull.mean() + push.mean())
+def spring(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float,
+           squared: bool = False) -> Tensor:
+    """The spring-like loss (Hadsell, Chopra, LeCun 2006) as the CMC loss study prints it (its
+    sec. 3.2), on L2-normalised embeddings: d / 2 for a positive pair and [m - d]_+ / 2 for a
+    negative one, with d the Euclidean distance; the mean over the positive pairs plus the mean
+    over the negative ones. `squared` is Hadsell's form: d^2 / 2 and [m - d]_+^2 / 2.
+    `negative` may be [B, D] or [B, m, D]."""
+    d_pos = _distances(anchor, positive, squared)
+    push = F.relu(margin - _distances(anchor, negative, squared=False))
+    if squared:
+        push = push.pow(2)
+    return 0.5 * (d_pos.mean() + push.mean())
 
 
 @full_precision
@@ -172,6 +192,31 @@ def cluster_mass_entropy(probs: Tensor) -> Tensor:
     sample goes to one cluster; clustering losses subtract it to keep clusters from emptying."""
     mass = probs.float().mean(dim=0)
     return -(mass * torch.log(mass.clamp_min(1e-12))).sum()
+
+
+@full_precision
+def bca_contrast(probs1: Tensor, probs2: Tensor, temperature: float,
+                 similarity: str = "dot") -> Tensor:
+    """C2BIN's contrast of batch-wise cluster assignments (eq. 4), as printed: column i of the
+    [B, K] assignments of view 1 (the anchor) against column i of view 2 (its positive) and the
+    K - 1 other columns of view 2 (its negatives), the positive left out of the denominator:
+
+        (1/K) sum_i -log(exp(s_ii / tau) / sum_{j != i} exp(s_ij / tau)),  s_ij = c'_i . c''_j
+
+    `similarity` "dot" is the plain dot product of the columns (as printed), "cosine" divides by
+    their norms."""
+    if probs1.shape != probs2.shape or probs1.ndim != 2 or probs1.shape[1] < 2:
+        raise ValueError(f"bca_contrast needs two [B, K] tensors of one shape with K >= 2, got "
+                         f"{probs1.shape}, {probs2.shape}")
+    c1, c2 = probs1.float().T, probs2.float().T  # [K, B]: one row per cluster
+    if similarity == "cosine":
+        c1, c2 = F.normalize(c1, dim=1), F.normalize(c2, dim=1)
+    elif similarity != "dot":
+        raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+    sim = c1 @ c2.T / temperature
+    eye = torch.eye(len(sim), dtype=torch.bool, device=sim.device)
+    negatives = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1)
+    return (negatives - sim.diagonal()).mean()
 
 
 def cluster_contrast(probs1: Tensor, probs2: Tensor, temperature: float) -> Tensor:

@@ -13,6 +13,12 @@ The loss is asymmetric as in both papers: view 1 is the query, view 2 the key.
 demo (github.com/facebookresearch/moco, colab notebook) does; it sums the two terms, and its
 README notes that it behaves like twice the epochs.
 
+The queue is never longer than the training set allows (`banks.queue_length`: at most N - B
+keys for N images in batches of B): at 65536 on CIFAR's 50,000 images it would always hold an
+older key of each anchor's own image among the negatives. The CIFAR-size suites set 4,096, as
+MoCo's CIFAR-10 demo does (its README: the queue "saturated at --moco-k 4096"); the length a run
+used is in its record (`method_details.queue_length`).
+
 Shuffle-BN (MoCo section 3.3) shuffles the keys' batch across GPUs so that BatchNorm statistics
 of a query and of its key come from different subsets. On one device BatchNorm already sees the
 whole batch, where a permutation changes nothing, so it is not done here. (The CIFAR demo keeps
@@ -23,12 +29,13 @@ without it at 800 epochs; that is not reproduced.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crlbench.methods.banks import FeatureQueue
+from crlbench.methods.banks import FeatureQueue, queue_length
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import info_nce
@@ -40,6 +47,7 @@ class MoCoV2(Method):
 
     name = "moco_v2"
     num_views = 2
+    version = "2"  # 2: the queue is cut to what the training set allows
 
     @dataclass
     class Config:
@@ -55,11 +63,15 @@ class MoCoV2(Method):
         self.projector = mlp(ctx.feature_dim, cfg.proj_hidden_dim, cfg.proj_dim, hidden_bn=False)
         self.momentum_encoder = EMATarget(self._online(), cfg.momentum, ctx.total_steps,
                                           cosine=False)
-        self.queue = FeatureQueue(cfg.queue_size, cfg.proj_dim)
+        length = queue_length(cfg.queue_size, ctx.dataset_size, ctx.steps_per_epoch)
+        self.queue = FeatureQueue(length, cfg.proj_dim)
         self._new_keys: Tensor | None = None
 
     def _online(self) -> nn.Module:
         return nn.Sequential(self.backbone, self.projector)
+
+    def describe(self) -> dict[str, Any]:
+        return {"queue_length": len(self.queue.keys)}
 
     def _term(self, query_view: Tensor, key_view: Tensor) -> tuple[Tensor, Tensor]:
         q = self.projector(self.backbone(query_view))

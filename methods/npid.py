@@ -8,8 +8,13 @@ drawn uniformly from the whole bank (possibly v_i itself, as in the reference co
 loss is the NCE approximation of the non-parametric softmax (the paper's "Noise-Contrastive
 Estimation" subsection; `losses.nce`). Defaults are the paper's (section 4) and its code's
 (zhirongw/lemniscate.pytorch, main.py): 128-d features, m = 4096 noise samples, temperature
-tau = 0.07, bank momentum 0.5 (`--nce-m`: the code mixes v_i <- normalise(0.5 v_i + 0.5 f_i)
+tau = 0.07 (the ImageNet value; the code's CIFAR script uses `--nce-t 0.1`, which the CIFAR-size
+suites set), bank momentum 0.5 (`--nce-m`: the code mixes v_i <- normalise(0.5 v_i + 0.5 f_i)
 where the paper's text writes f_i -> v_i).
+
+The normalising constant Z of the NCE posterior is estimated once, from the first training
+batch's noise, and then held fixed, as the paper ("derived from initial batches") and its code
+(NCEAverage: `if Z < 0: Z = out.mean() * outputSize`) do.
 
 Bank update: done inside `loss`, under no_grad, right after the loss is built. It must use the
 f_i of this forward pass (what the reference code writes in its backward pass, before the
@@ -33,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from crlbench.methods.banks import MemoryBank
+from crlbench.methods.banks import MemoryBank, NCENormaliser
 from crlbench.methods.losses import nce
 from crlbench.protocol import Batch, Method
 
@@ -43,6 +48,7 @@ class NPID(Method):
 
     name = "npid"
     num_views = 1
+    version = "2"  # 2: Z estimated once, from the first batch (version 1: every batch)
 
     @dataclass
     class Config:
@@ -56,6 +62,7 @@ class NPID(Method):
         super().__init__(backbone, ctx, cfg)
         self.projector = nn.Linear(ctx.feature_dim, cfg.proj_dim)
         self.bank = MemoryBank(ctx.dataset_size, cfg.proj_dim, cfg.bank_momentum)
+        self.normaliser = NCENormaliser()  # Z: estimated from the first batch, then fixed
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
@@ -66,7 +73,9 @@ class NPID(Method):
         with torch.autocast(f.device.type, enabled=False):  # similarities in float32
             positive = (f * positive_rows).sum(dim=1)
             noise = torch.bmm(noise_rows, f.unsqueeze(2)).squeeze(2)
-        nce_loss = nce(positive, noise, cfg.temperature, self.ctx.dataset_size)
+        n = self.ctx.dataset_size
+        nce_loss = nce(positive, noise, cfg.temperature, n,
+                       normaliser=self.normaliser(noise, cfg.temperature, n))
         proximal = (f - positive_rows).pow(2).sum(dim=1).mean()
         loss = nce_loss + cfg.proximal_weight * proximal
         if self.training:

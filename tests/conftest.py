@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -48,10 +49,14 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(root))
 
     def make(dist: str, entries: dict[str, str], modules: dict[str, str],
-             group: str = "crlbench.methods") -> None:
-        info = root / f"{dist}-1.0.dist-info"
+             group: str = "crlbench.methods", version: str = "1.0") -> None:
+        """Calling it again with the same `dist` replaces that distribution (a new release)."""
+        for old in root.glob(f"{dist}-*.dist-info"):
+            shutil.rmtree(old)
+        info = root / f"{dist}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         lines = "\n".join(f"{k} = {v}" for k, v in entries.items())
         (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
         for module, src in modules.items():

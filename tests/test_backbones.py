@@ -46,7 +46,8 @@ def test_timm_model_by_name_without_weights():
 
 def test_unknown_backbones():
     with pytest.raises(UserError, match="unknown backbone 'vgg'; valid backbones: resnet18, "
-                                        "resnet34, resnet50, convnet_tiny, timm:<model name>"):
+                                        "resnet34, resnet50, convnet_tiny, convnet_4x4, "
+                                        "timm:<model name>"):
         build_backbone("vgg", channels=3, image_size=32)
     with pytest.raises(UserError, match="did you mean"):
         build_backbone("timm:resnet1", channels=3, image_size=32)

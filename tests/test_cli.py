@@ -229,9 +229,17 @@ def test_table_prints_where_its_numbers_come_from(tiny, tmp_path, capsys):
     capsys.readouterr()
     store = f"results.dir={tmp_path / 'results'}"
     assert main(["table", store, "--format", "markdown"]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("From 1 records of suite quickstart, made 20") and "(cpu)" in last
+    source, conventions = capsys.readouterr().out.strip().splitlines()[-3::2]
+    assert source.startswith("From 1 records of suite quickstart, made 20") and "(cpu)" in source
+    # the conventions of the numbers shown, from the record
+    assert conventions.startswith("Conventions: ")
+    for part in ("kNN: k = ", "cosine similarity to the train features, votes weighted "
+                 "exp(s / 0.07)", "NMI with the arithmetic mean", "clustering: scored on "
+                 "train+test", "trained on: train", "linear probe: adam, ", "after the last epoch"):
+        assert part in conventions, part
     assert main(["table", store, "--format", "latex"]) == 0
-    assert capsys.readouterr().out.startswith("% From 1 records")
+    out = capsys.readouterr().out
+    assert out.startswith("% From 1 records") and "\n% Conventions: " in out
     assert main(["table", store, "--format", "csv"]) == 0
-    assert "From" not in capsys.readouterr().out  # CSV stays tidy
+    out = capsys.readouterr().out
+    assert "From" not in out and "Conventions" not in out  # CSV stays tidy

@@ -107,20 +107,31 @@ def test_nce_hand_computed():
     assert nce(pos, noise, 1.0, 10).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_margin_losses():
+def test_margin_losses_as_the_cmc_loss_study_prints_them():
     a = torch.tensor([[1.0, 0.0]])
     ortho = torch.tensor([[0.0, 1.0]])
-    # positive equal to the anchor, negative orthogonal (|a-n|^2 = 2): no triplet loss...
+    r2 = math.sqrt(2)  # |a - ortho|
+    # triplet [d(p, x) - d(n, x) + alpha]_+ on distances: a positive equal to the anchor and an
+    # orthogonal negative cost nothing unless alpha > sqrt(2)...
     assert triplet_margin(a, a, ortho, 0.5).item() == 0.0
-    # ...unless the margin exceeds 2; a negative equal to the anchor costs the margin
-    assert triplet_margin(a, a, ortho, 2.5).item() == pytest.approx(0.5)
-    assert triplet_margin(a, ortho, a, 0.5).item() == pytest.approx(2.5)
-    assert spring(a, a, ortho, 1.0).item() == pytest.approx(0.0)  # sqrt(2) > margin 1
-    assert spring(a, a, a, 1.0).item() == pytest.approx(0.5, abs=1e-5)  # 0.5 * (0 + 1^2)
-    assert spring(a, ortho, ortho, 1.0).item() == pytest.approx(0.5 * (2 + 0))
+    assert triplet_margin(a, a, ortho, 2.5).item() == pytest.approx(2.5 - r2)
+    assert triplet_margin(a, ortho, a, 0.5).item() == pytest.approx(r2 + 0.5)
+    # ...and FaceNet's squared form compares d^2 (2 for orthogonal unit vectors)
+    assert triplet_margin(a, a, ortho, 2.5, squared=True).item() == pytest.approx(0.5)
+    assert triplet_margin(a, ortho, a, 0.5, squared=True).item() == pytest.approx(2.5)
+    # spring: d / 2 for positives, [m - d]_+ / 2 for negatives (Hadsell's squares if asked)
+    assert spring(a, a, ortho, 1.0).item() == pytest.approx(0.0, abs=1e-6)  # sqrt(2) > m
+    assert spring(a, a, a, 1.0).item() == pytest.approx(0.5, abs=1e-5)  # 0.5 * (0 + 1)
+    assert spring(a, ortho, ortho, 1.0).item() == pytest.approx(0.5 * r2)
+    assert spring(a, ortho, ortho, 1.0, squared=True).item() == pytest.approx(0.5 * 2)
+    assert spring(a, a, a, 1.5, squared=True).item() == pytest.approx(0.5 * 1.5 ** 2, abs=1e-5)
     # [B, m, D] negatives average over all of them
     negs = torch.stack([ortho, a], dim=1)
     assert triplet_margin(a, a, negs, 0.5).item() == pytest.approx(0.25)
+    # the distance keeps a finite gradient where a positive pair coincides
+    x = a.clone().requires_grad_()
+    spring(x, a, ortho, 1.0).backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def test_alignment_and_uniformity():

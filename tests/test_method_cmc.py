@@ -187,7 +187,50 @@ def test_each_loss_is_the_loss_function_on_the_projections(loss):
         assert not torch.isclose(l_to_ab, ab_to_l, rtol=1e-4)  # the directions are told apart
     assert torch.isclose(out["loss_l_to_ab"], l_to_ab, rtol=1e-5)
     assert torch.isclose(out["loss_ab_to_l"], ab_to_l, rtol=1e-5)
-    assert torch.isclose(out["loss"], (l_to_ab + ab_to_l) / 2, rtol=1e-5)
+    assert torch.isclose(out["loss"], l_to_ab + ab_to_l, rtol=1e-5)  # the study's sum
+
+
+def test_nce_fixes_its_two_normalisers_from_the_first_training_batch():
+    method = build(loss="nce", nce_negatives=32)
+    x = normalise(random_rgb())
+    batch = Batch(indices=torch.arange(8))
+    assert method.z_l_to_ab.value == 0 and method.z_ab_to_l.value == 0
+    method.eval()
+    method.loss([x], batch)
+    assert method.z_l_to_ab.value == 0  # scoring in eval mode estimates, but keeps nothing
+    method.train()
+    method.loss([x], batch)
+    z1, z2 = method.z_l_to_ab.value.clone(), method.z_ab_to_l.value.clone()
+    assert z1 > 0 and z2 > 0 and z1 != z2
+    method.loss([normalise(random_rgb(seed=5))], batch)
+    assert method.z_l_to_ab.value == z1 and method.z_ab_to_l.value == z2
+    assert {"z_l_to_ab.value", "z_ab_to_l.value"} <= set(method.state_dict())
+
+
+@pytest.mark.parametrize("loss", ["triplet", "spring"])
+def test_squared_distances_switch_to_the_squared_forms(loss):
+    method = build(loss=loss, squared_distances=True)
+    x = normalise(random_rgb())
+    out = method.loss([x], Batch(indices=torch.arange(8)))
+    with torch.no_grad():
+        z_l, z_ab = method.embed(x)
+    fn, margin = ((triplet_margin, method.cfg.triplet_margin) if loss == "triplet"
+                  else (spring, method.cfg.spring_margin))
+    expected = (fn(z_l, z_ab, others_by_loop(z_ab), margin, squared=True)
+                + fn(z_ab, z_l, others_by_loop(z_l), margin, squared=True))
+    assert torch.isclose(out["loss"], expected, rtol=1e-5)
+    plain = build(loss=loss).loss([x], Batch(indices=torch.arange(8)))["loss"]
+    assert not torch.isclose(out["loss"], plain)
+
+
+def test_positive_pairs_are_the_normalised_l_and_ab_embeddings():
+    method = build().eval()
+    x = normalise(random_rgb())
+    with torch.no_grad():
+        a, b = method.positive_pairs(x)
+        z_l, z_ab = method.embed(x)
+    assert torch.equal(a, z_l) and torch.equal(b, z_ab)
+    torch.testing.assert_close(a.norm(dim=1), torch.ones(len(a)))
 
 
 def test_embeddings_are_unit_projections_of_each_encoder():
@@ -258,6 +301,6 @@ def test_training_is_deterministic_for_a_seed(loss):
 def test_config_defaults():
     assert dataclasses.asdict(CMC.Config()) == {
         "loss": "softmax", "temperature": 0.07, "feat_dim": 128, "nce_negatives": 4096,
-        "triplet_margin": 0.5, "spring_margin": 1.0}
+        "triplet_margin": 0.5, "spring_margin": 1.0, "squared_distances": False}
     assert CMC.summary().startswith("CMC (Tian et al. 2019):")
     assert CMC.num_views == 1

@@ -86,9 +86,12 @@ def by_hand(method, views):
     terms["loss"] = (terms["instance"] + terms["cluster"]
                      + (math.log(k) - mass_entropy_by_hand(p[0]))
                      + (math.log(k) - mass_entropy_by_hand(p[1])))
-    if isinstance(method, RCC):
-        terms["uniformity"] = 0.5 * (uniformity_by_hand(z[0], cfg.uniformity_t)
-                                     + uniformity_by_hand(z[1], cfg.uniformity_t))
+    if isinstance(method, RCC):  # on the backbone's h by default, summed over the views
+        on = h if cfg.uniformity_on == "backbone" else z
+        terms["uniformity"] = (uniformity_by_hand(on[0], cfg.uniformity_t)
+                               + uniformity_by_hand(on[1], cfg.uniformity_t))
+        if cfg.uniformity_reduce == "mean":
+            terms["uniformity"] = terms["uniformity"] / 2
         terms["loss"] = cfg.lam * terms["loss"] + (1 - cfg.lam) * terms["uniformity"]
     return terms
 
@@ -127,6 +130,7 @@ def test_cluster_logits_are_the_cluster_heads_logits():
 @pytest.mark.parametrize(("cls", "overrides"), [
     (CC, {}), (CC, {"batchnorm": True, "cluster_temperature": 0.7}), (RCC, {}),
     (RCC, {"lam": 0.6, "uniformity_t": 1.0}),
+    (RCC, {"lam": 0.6, "uniformity_on": "instance", "uniformity_reduce": "mean"}),
 ])
 def test_loss_is_the_formula_of_the_heads_outputs(cls, overrides):
     method = build(cls, **overrides)

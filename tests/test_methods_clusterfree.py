@@ -273,12 +273,27 @@ def make(cls, epochs):
     return method, setup
 
 
+def _own_entry_rate(method, setup) -> float:
+    """How often an image's feature is closest to its own memory-bank entry."""
+    method.eval()
+    with torch.no_grad():
+        f = F.normalize(method.projector(method.backbone(setup.prepare(setup.images))), dim=1)
+        return ((f @ method.bank.bank.T).argmax(1) == torch.arange(len(f))).float().mean().item()
+
+
 @pytest.mark.parametrize("cls", [SwAV, VICReg, NPID])
-def test_short_training_lowers_the_loss_and_is_deterministic(cls):
+def test_short_training_learns_and_is_deterministic(cls):
     a, setup_a = make(cls, epochs=6)
     result = train(a, setup_a)
     losses = [h["loss"] for h in result.history]
-    assert losses[-1] < losses[0], losses
+    if cls is NPID:
+        # With Z fixed from the first batch (as NPID's code), the NCE value rises while the
+        # random bank fills with learned, correlated entries; what must improve is the
+        # instance discrimination itself: chance is 1/64
+        assert a.normaliser.value > 0
+        assert _own_entry_rate(a, setup_a) > 10 / 64
+    else:
+        assert losses[-1] < losses[0], losses
     b, setup_b = make(cls, epochs=6)
     train(b, setup_b)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):

@@ -62,11 +62,15 @@ class ImageData:
             raise ValueError(f"{self.name}: images are {height}x{width}, not square")
         return int(height)
 
-    def pretrain_images(self, use_unlabeled: bool) -> Tensor:
-        """Images for self-supervised training: train, plus the unlabeled ones if asked for."""
+    def pretrain_images(self, use_unlabeled: bool, with_test: bool = False) -> Tensor:
+        """Images for self-supervised training: train, plus the unlabeled ones if asked for,
+        plus the test images if asked for (CC, PICA and C2BIN train on train + test)."""
+        parts = [self.train_images]
         if use_unlabeled and self.unlabeled_images is not None:
-            return torch.cat([self.train_images, self.unlabeled_images])
-        return self.train_images
+            parts.append(self.unlabeled_images)
+        if with_test:
+            parts.append(self.test_images)
+        return torch.cat(parts) if len(parts) > 1 else self.train_images
 
 
 def check_labels(labels: np.ndarray, num_classes: int, path: Path, dataset: str) -> None:

@@ -1,7 +1,7 @@
 """Evaluation of frozen features: kNN, linear probe, k-means, cluster heads, geometry,
 retrieval, K estimation and a t-SNE map.
 
-Every number follows DESIGN.md "Evaluation definitions"; each module cites its source.
+Every number follows the README's "Evaluation" section; each module cites its source.
 `evaluate(emb, cfg, seed=...)` runs the evaluators that an EvalConfig names and returns flat
 metrics plus details (chosen LR, inertia, timings). The k-means function is not re-exported
 here, so that `crlbench.evaluate.kmeans` stays the module: `from crlbench.evaluate.kmeans

@@ -1,6 +1,6 @@
 """Scores of a clustering against the true classes: Hungarian ACC, NMI and ARI.
 
-Definitions (DESIGN.md "Evaluation definitions"), all computed from the contingency matrix:
+Definitions (the README's "Evaluation" section), all computed from the contingency matrix:
 - ACC: the one-to-one matching of clusters to classes that maximises the number of matched
   samples (Kuhn 1955, via scipy's linear_sum_assignment), divided by the number of samples.
   When K != C the matrix is rectangular and the samples of unmatched clusters count as wrong.

@@ -1,6 +1,6 @@
 """The evaluators of a run: named functions from embeddings to flat metrics, and `evaluate`.
 
-Each evaluator applies one definition of DESIGN.md "Evaluation definitions" to an `Embeddings`
+Each evaluator applies one definition of the README's "Evaluation" section to an `Embeddings`
 and returns (metrics, details): metrics is a flat {name: float} dict that goes into the record,
 details holds what explains them (the chosen LR, the k-means inertia). Metric names:
 
@@ -12,9 +12,11 @@ details holds what explains them (the chosen LR, the k-means inertia). Metric na
           head_nmi, head_ari for the first head with K = num_clusters (the K the method was
           trained with; num_classes unless a wrong-K variant sets it), scored against the
           true classes (rectangular Hungarian when K != num_classes); nothing without heads
-- geometry: align (alignment of two augmented views of the test images) and uniform
-          (uniformity of the test features, on a seeded sample of at most 10,000), see
-          geometry.py
+- geometry: align (alignment of positive pairs: two augmented views of the test images, or
+          the method's own pairs, e.g. CMC's L and ab embeddings) and uniform (uniformity of
+          the test features, or the mean over the two sides of the method's pairs, each on a
+          seeded sample of at most 10,000), on all test images or a seeded sample of
+          cfg.geometry_samples; see geometry.py
 - retrieval: retrieval_p{k} (precision@k of test queries against the train bank, cosine)
           for each k in cfg.retrieval_k, see retrieval.py
 - kest:   kest_silhouette and kest_elbow (K estimated by the silhouette and by the elbow of
@@ -63,8 +65,12 @@ class Embeddings:
     head_logits: list[Tensor] = field(default_factory=list)
     # Labels of the clustering split: train+test for "all", test for "test".
     cluster_labels: Tensor | None = None
-    # Features of two augmented views of every test image (for alignment), row-aligned.
+    # Positive pairs for alignment, row-aligned: two augmented views of the test images'
+    # features, or the method's own pairs (`Method.positive_pairs`, e.g. CMC's L and ab).
     view_pairs: tuple[Tensor, Tensor] | None = None
+    pair_source: str = "views"  # "views" | "method"
+    # Point sets whose uniformity is averaged; None: the test features.
+    uniformity_sets: list[Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.num_clusters is None:
@@ -176,18 +182,21 @@ UNIFORMITY_SAMPLE = 10_000  # pairs grow quadratically; 10k points give 5e7 pair
 
 
 def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """Alignment of augmented view pairs and uniformity of the test features."""
+    """Alignment of the positive pairs and uniformity of the point sets (the test features
+    unless the runner gave others), averaged over the sets."""
     if emb.view_pairs is None:
-        raise ValueError("the geometry evaluator needs Embeddings.view_pairs (two augmented views)")
+        raise ValueError("the geometry evaluator needs Embeddings.view_pairs (positive pairs)")
     with torch.no_grad():
         align = float(alignment(*emb.view_pairs))
-        feats = emb.test
-        if len(feats) > UNIFORMITY_SAMPLE:
-            gen = torch.Generator().manual_seed(seed)
-            pick = torch.randperm(len(feats), generator=gen)[:UNIFORMITY_SAMPLE]
-            feats = feats[pick.to(feats.device)]
-        uniform = float(uniformity(feats))
-    return {"align": align, "uniform": uniform}, {"uniformity_points": len(feats)}
+        sets = [emb.test] if emb.uniformity_sets is None else emb.uniformity_sets
+        picked = []
+        for feats in sets:
+            pick = sample_rows(len(feats), UNIFORMITY_SAMPLE, seed)
+            picked.append(feats if pick is None else feats[pick.to(feats.device)])
+        uniform = sum(float(uniformity(feats)) for feats in picked) / len(picked)
+    return {"align": align, "uniform": uniform}, {
+        "pairs": emb.pair_source, "pair_count": len(emb.view_pairs[0]),
+        "uniformity_points": len(picked[0])}
 
 
 def eval_retrieval(

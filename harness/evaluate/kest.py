@@ -1,6 +1,6 @@
 """Estimating the number of clusters K from features: silhouette and the elbow of the inertia.
 
-DESIGN.md "Evaluation definitions", Wrong K: k-means (kmeans.py) is run for every k of a range
+the README's "Evaluation" section, Wrong K: k-means (kmeans.py) is run for every k of a range
 on a seeded sample of the features, and K is estimated twice:
 
 - silhouette (Rousseeuw 1987, "Silhouettes: a graphical aid to the interpretation and

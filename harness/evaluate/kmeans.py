@@ -3,7 +3,7 @@
 Definitions: Lloyd 1982 (iterations), Arthur & Vassilvitskii 2007 (k-means++ seeding) in its
 greedy form, which is also scikit-learn's: each new centre is the best, by the resulting
 potential, of 2 + floor(ln k) candidates drawn with probability proportional to the squared
-distance to the nearest chosen centre. DESIGN.md "Evaluation definitions" runs it with K = the
+distance to the nearest chosen centre. the README's "Evaluation" section runs it with K = the
 number of classes and 10 restarts on the raw (not L2-normalised) features.
 
 As in scikit-learn, `tol` is relative to the mean per-dimension variance of the data, and a

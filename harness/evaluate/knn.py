@@ -1,7 +1,7 @@
 """Weighted k-nearest-neighbour classification accuracy on frozen features.
 
 Definition (Wu et al. 2018, "Unsupervised Feature Learning via Non-Parametric Instance
-Discrimination", sec. 3.4; DESIGN.md "Evaluation definitions"): features are L2-normalised,
+Discrimination", sec. 3.4; the README's "Evaluation" section): features are L2-normalised,
 the train features are the memory bank, each test sample takes its k most cosine-similar bank
 entries, and every neighbour votes for its class with weight exp(sim / T). The prediction is
 the class with the largest total vote (ties go to the smallest class index, as argmax does).

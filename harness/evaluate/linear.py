@@ -1,7 +1,7 @@
 """Linear probe: a softmax-regression layer on frozen, standardised features.
 
 Definition (the linear evaluation protocol of Zhang et al. 2016 / Kolesnikov et al. 2019 as
-used by SimCLR, Chen et al. 2020; DESIGN.md "Evaluation definitions"): a linear layer trained
+used by SimCLR, Chen et al. 2020; the README's "Evaluation" section): a linear layer trained
 with cross-entropy, by Adam or SGD for a fixed number of epochs, once per learning rate on a
 held-out part of train; the learning rate with the best held-out accuracy is retrained on all
 of train and scored on test.

@@ -1,6 +1,6 @@
 """Retrieval precision@k of test queries against the train bank.
 
-Definition (DESIGN.md "Evaluation definitions", Retrieval; precision at a cut-off as in Manning,
+Definition (the README's "Evaluation" section, Retrieval; precision at a cut-off as in Manning,
 Raghavan & Schütze 2008, "Introduction to Information Retrieval", sec. 8.4): features are
 L2-normalised, each test feature queries the train features by cosine similarity, and
 precision@k is the fraction of its k most similar train items that share its label, averaged

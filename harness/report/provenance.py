@@ -1,6 +1,8 @@
-"""Where a table's numbers come from, in one line: how many records of which suites, made when,
-on which devices, with which torch, crlbench and git commit. `crlbench table` prints it under
-markdown and terminal tables and as a comment above LaTeX, so a published table carries it."""
+"""Where a table's numbers come from and what they mean, in two lines: how many records of
+which suites, made when, on which devices, with which torch, crlbench and git commit; and the
+conventions of the metrics (kNN's k and similarity, the probe, the split clustered and trained
+on, ...). `crlbench table` prints both under markdown and terminal tables and as comments above
+LaTeX, so a published table carries them."""
 
 from __future__ import annotations
 
@@ -28,12 +30,17 @@ def _commit(record: dict[str, Any]) -> str | None:
     return commit and commit[:7] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
+def _shown(records: Iterable[dict[str, Any]], datasets: Sequence[str] | None,
+           methods: Sequence[str] | None) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "ok"
+            and (not datasets or r.get("dataset") in datasets)
+            and (not methods or r.get("method") in methods)]
+
+
 def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | None = None,
                methods: Sequence[str] | None = None) -> str | None:
     """The line for the ok records a table with these filters shows; None if there are none."""
-    shown = [r for r in records if r.get("status") == "ok"
-             and (not datasets or r.get("dataset") in datasets)
-             and (not methods or r.get("method") in methods)]
+    shown = _shown(records, datasets, methods)
     if not shown:
         return None
     dates = sorted(str(r.get("created", ""))[:10] for r in shown if r.get("created"))
@@ -43,3 +50,20 @@ def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | N
     return (f"From {len(shown)} records of suite {_values(shown, lambda r: r.get('suite'))}, "
             f"made {when} on {_values(shown, _device)}; torch {_values(shown, env('torch'))}, "
             f"crlbench {_values(shown, env('crlbench'))}, git {commits}.")
+
+
+def conventions_line(records: Iterable[dict[str, Any]], *,
+                     datasets: Sequence[str] | None = None,
+                     methods: Sequence[str] | None = None) -> str | None:
+    """The conventions of the numbers a table with these filters shows (each record's
+    `conventions`), one "name: value" per convention; where records differ, their values
+    are joined with " | ". None if no shown record has conventions."""
+    values: dict[str, dict[str, None]] = {}
+    for record in _shown(records, datasets, methods):
+        for name, value in (record.get("conventions") or {"conventions": "not recorded"}).items():
+            values.setdefault(name, {})[str(value)] = None
+    if not values:
+        return None
+    return "Conventions: " + "; ".join(f"{name}: {' | '.join(seen)}"
+                                       for name, seen in values.items()) + "."
+

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from packaging.version import InvalidVersion, Version
 
 from crlbench.errors import UserError
 from crlbench.report.metrics import default_metric_order, is_per_head, natural_key
@@ -181,3 +182,45 @@ def mixed_configs(records: Iterable[Record]) -> list[str]:
         "move old records away or use a separate results.dir per configuration"
         for (method, dataset), ids in sorted(seen.items()) if len(ids) > 1
     ]
+
+
+def newest_method_versions(records: Iterable[Record]) -> tuple[list[Record], list[str]]:
+    """The records with, in each (row label, dataset) cell, only those of one method version:
+    the highest (in PEP 440 order; versions that do not parse, such as records made before
+    method versions, rank below and among themselves by their newest record). Records of other
+    versions (an older plugin release, a built-in method before a fix) are left out, and each
+    cell that had some gets a warning naming the versions, so no table averages two
+    implementations.
+    """
+    records = list(records)
+    cells: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        cells.setdefault((row_label(record), str(record.get("dataset"))), []).append(record)
+    dropped: set[int] = set()
+    warnings = []
+    for (label, dataset), members in sorted(cells.items()):
+        versions = {_version(r) for r in members}
+        if len(versions) < 2:
+            continue
+        current = _version(max(members, key=_version_rank))
+        old = [r for r in members if _version(r) != current]
+        dropped.update(id(r) for r in old)
+        warnings.append(
+            f"{label} on {dataset}: shows method version {current} and leaves out {len(old)} "
+            f"record{'s' if len(old) != 1 else ''} of version "
+            f"{', '.join(sorted(versions - {current}))}; move the old records away to "
+            "silence this")
+    return [r for r in records if id(r) not in dropped], warnings
+
+
+def _version(record: Record) -> str:
+    return str(record.get("method_version") or "unknown (made before method versions)")
+
+
+def _version_rank(record: Record) -> tuple:
+    try:
+        parsed: tuple = (1, Version(_version(record)))
+    except InvalidVersion:
+        parsed = (0,)
+    return (*parsed, str(record.get("created", "")))
+

@@ -147,3 +147,8 @@ class Method(nn.Module):
     def param_groups(self) -> list[dict[str, Any]] | None:
         """Optimiser parameter groups, or None for all parameters with the suite's settings."""
         return None
+
+    # Optional hooks the harness looks for by name (so the base class does not define them):
+    # `cluster_logits(features) -> Tensor | list[Tensor]`, a clustering method's heads, and
+    # `positive_pairs(images) -> (Tensor, Tensor)`, the method's own positive pairs of
+    # un-augmented images, which the geometry evaluator then scores instead of two views.

@@ -1,15 +1,16 @@
 """CC: contrastive learning on the rows (instances) and the columns (clusters) of two views.
 
-Li, Hu, Liu, Peng, Zhou, Peng. "Contrastive Clustering", AAAI 2021. The backbone feeds two
-heads (the paper's "Instance-level" and "Cluster-level Contrastive Head"). The instance
-projector's embeddings of the two views are contrasted by NT-Xent over the 2N rows. The cluster
-projector ends in a softmax over K = ctx.num_clusters clusters; column k of a view's [N, K]
-assignment matrix is cluster k's representation, contrasted with column k of the other view
-against the other 2K - 2 columns. Against the trivial solution of one cluster taking every
-sample, the cluster loss subtracts the entropy of each view's cluster mass
-m_k = mean_i p(k | x_i). The paper writes -H(Y) with H(Y) the sum of both views' entropies;
-the authors' code (Yunfan-Li/Contrastive-Clustering, modules/contrastive_loss.py, ClusterLoss)
-adds log K - H per view instead. We follow the code: the loss is
+Li, Hu, Liu, Peng, Zhou, Peng. "Contrastive Clustering", AAAI 2021 (whose losses the RCC paper,
+Khan et al., "Robust Contrastive Learning", restates in its sec. 3.1: L_ins, L_clu, L_cont). The
+backbone feeds two heads (the paper's "Instance-level" and "Cluster-level Contrastive Head").
+The instance projector's embeddings of the two views are contrasted by NT-Xent over the 2N rows.
+The cluster projector ends in a softmax over K = ctx.num_clusters clusters; column k of a view's
+[N, K] assignment matrix is cluster k's representation, contrasted with column k of the other
+view against the other 2K - 2 columns. Against the trivial solution of one cluster taking every
+sample, the cluster loss subtracts the entropy of each view's cluster mass m_k = mean_i p(k |
+x_i). The paper writes -H(Y) with H(Y) the sum of both views' entropies; the authors' code
+(Yunfan-Li/Contrastive-Clustering, modules/contrastive_loss.py, ClusterLoss) adds log K - H per
+view instead. We follow the code: the loss is
 
     instance + cluster + (2 log K - entropy),    entropy = H(m^a) + H(m^b),
 

@@ -5,7 +5,10 @@ ECCV 2018. Before every epoch the whole training set is embedded (un-augmented, 
 gradient), the features are PCA-whitened, L2-normalised and clustered with k-means; each image's
 cluster is its pseudo-label for the epoch. The classifier on top of the backbone is
 re-initialised (its old outputs name last epoch's clusters, which k-means numbers anew) and the
-network is trained with cross-entropy on one augmented view per image. Defaults follow the paper's
+network is trained with cross-entropy on one augmented view per image (the objective as the
+review of Senanou, Mensah, Mohamed, Sanya, "Self-supervised visual representation learning:
+SimCLR & Deep Clustering", sec. 3, prints it: the mean over images of the classifier's
+cross-entropy against the k-means assignment). Defaults follow the paper's
 implementation details and its code (facebookresearch/deepcluster, clustering.py and main.py):
 
 - PCA to 256 dimensions with whitening (`PCAMatrix(eigen_power=-0.5)`), then L2 normalisation;

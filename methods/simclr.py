@@ -3,7 +3,10 @@
 Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of Visual
 Representations", ICML 2020. Defaults follow the paper's CIFAR-10 setting (appendix B.9):
 a 2-layer MLP projection head to 128 dimensions whose hidden width is the feature width, and
-NT-Xent with temperature 0.5.
+NT-Xent with temperature 0.5. The loss is the paper's Algorithm 1 (as also printed in Senanou,
+Mensah, Mohamed, Sanya, "Self-supervised visual representation learning: SimCLR & Deep
+Clustering", sec. 3): s_ij the cosine over tau, the denominator without k = i, the mean over
+all 2N anchors (`losses.nt_xent`).
 """
 
 from __future__ import annotations

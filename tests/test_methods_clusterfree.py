@@ -238,6 +238,30 @@ def test_npid_loss_is_nce_against_the_bank(proximal_weight):
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("normaliser", ["once", "batch"])
+def test_npid_fixes_z_from_the_first_batch_unless_asked_every_batch(normaliser):
+    method = build(NPID, normaliser=normaliser)
+    idx, x = torch.tensor([6, 2, 30, 11]), images(4, views=1)
+    torch.manual_seed(3)
+    method.loss(x, Batch(indices=idx))
+    z = method.normaliser.value.item()
+    assert (z > 0) == (normaliser == "once")
+    ref = copy.deepcopy(method)
+    torch.manual_seed(4)
+    out = method.loss(x, Batch(indices=idx))  # the bank has moved: a new estimate would differ
+    torch.manual_seed(4)
+    noise_rows = ref.bank.sample(64, 4)
+    f, positive_rows = _feature(ref, x[0]), ref.bank.bank[idx]
+    noise = torch.einsum("bmd,bd->bm", noise_rows, f)
+    fixed = torch.tensor(z) if normaliser == "once" else None
+    expected = nce((f * positive_rows).sum(dim=1), noise, 0.07, 32, normaliser=fixed)
+    assert out["nce"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert method.normaliser.value.item() == z
+    if normaliser == "once":
+        fresh = nce((f * positive_rows).sum(dim=1), noise, 0.07, 32)
+        assert fresh.item() != pytest.approx(expected.item(), rel=1e-4)
+
+
 def test_npid_eval_mode_leaves_the_bank_alone():
     method = build(NPID)
     before = method.bank.bank.clone()

@@ -307,16 +307,18 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _plugin_table(reg, summary, title: str, check=None) -> tuple[Table, int]:
+def _plugin_table(reg, summary, title: str, check=None, version=None) -> tuple[Table, int]:
     """A registry's entries as a table (name, package, version, summary[, protocol]) and the
-    count of unusable or, with `check`, broken ones. `check(obj)` returns None or why."""
+    count of unusable or, with `check`, broken ones. `check(obj)` returns None or why;
+    `version(entry)` is what the version column shows (default: the package's version)."""
     columns = [reg.kind, "package", "version", "summary"] + (["protocol"] if check else [])
     table = Table(*columns, title=title)
     broken = 0
     for entry in reg.entries():
         text = (Text(summary(entry.obj)) if entry.ok
                 else Text(f"unusable: {entry.error}", style="red"))
-        row = [Text(entry.name), Text(entry.package), Text(entry.version), text]
+        shown = version(entry) if version and entry.ok else entry.version
+        row = [Text(entry.name), Text(entry.package), Text(shown), text]
         if check:
             why = check(entry.obj) if entry.ok else "–"
             row.append(Text("ok", style="green") if why is None
@@ -343,10 +345,12 @@ def _protocol_problem(cls) -> str | None:
 
 
 def cmd_methods(args: argparse.Namespace, console: Console) -> int:
-    from crlbench.registry import methods
+    from crlbench.registry import method_version, methods
 
+    # a method's version (a built-in's own, a plugin's package's) is in its runs' identity
     table, broken = _plugin_table(methods, lambda cls: cls.summary(), "crlbench methods",
-                                  _protocol_problem if args.check else None)
+                                  _protocol_problem if args.check else None,
+                                  version=lambda entry: method_version(entry.name))
     console.print(table)
     return 1 if broken and args.check else 0
 

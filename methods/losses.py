@@ -121,7 +121,9 @@ def swapped_prediction(scores1: Tensor, scores2: Tensor, codes1: Tensor, codes2:
 @full_precision
 def nce_normaliser(noise: Tensor, temperature: float, num_data: int) -> Tensor:
     """NPID's Monte-Carlo estimate of the partition function Z (Wu et al. 2018, eq. 7):
-    num_data times the mean of exp(s / tau) over the noise similarities, detached."""
+    num_data times the mean of exp(s / tau) over the noise similarities, detached. (The
+    authors' code averages over its m + 1 columns, the positive included: one column in 4097 at
+    its m = 4096.)"""
     return (torch.exp(noise.detach().float() / temperature).mean() * num_data).detach()
 
 

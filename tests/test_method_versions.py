@@ -67,6 +67,15 @@ def test_a_built_in_version_is_in_the_run_id(monkeypatch):
     assert after["cc"].run_id == before["cc"].run_id
 
 
+def test_crlbench_methods_lists_each_methods_version(plugin_dir, capsys):
+    plugin_dir("fake-plain", {"plain": "fake_plain:Plain"}, {"fake_plain": GOOD},
+               version="0.3.1")
+    assert main(["methods"]) == 0
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip()
+            for line in capsys.readouterr().out.splitlines() if line.count("│") > 4}
+    assert rows["c2bin"] == "2" and rows["simclr"] == "1" and rows["plain"] == "0.3.1"
+
+
 def test_newest_method_versions_keeps_each_cells_highest_version():
     def rec(method, version, created, dataset="d", variant=None):
         return {"method": method, "dataset": dataset, "method_version": version,

@@ -68,6 +68,14 @@ class TinyConvNet(nn.Sequential):
         self.num_features = 4 * width
 
 
+def check_image_size(name: str, image_size: int) -> None:
+    """Raise UserError when backbone `name` cannot take images of this side (checked before a
+    suite runs, once the datasets' sizes are known)."""
+    if name == "convnet_4x4" and image_size % 16:
+        raise UserError(f"backbone convnet_4x4 halves the image side four times and needs a "
+                        f"side that is a multiple of 16, got {image_size}; set data.image_size")
+
+
 class ConvNet4x4(nn.Sequential):
     """The CMC loss study's encoder (its Fig. 3): Conv2d(4, stride 2, padding 1)-ReLU with 12,
     24, 48 and 24 channels, flattened. Each layer halves the side, so the side must be a
@@ -76,9 +84,7 @@ class ConvNet4x4(nn.Sequential):
     WIDTHS = (12, 24, 48, 24)
 
     def __init__(self, channels: int, image_size: int):
-        if image_size % 16:
-            raise ValueError(f"convnet_4x4 halves the image side four times and needs a side "
-                             f"that is a multiple of 16, got {image_size}; set data.image_size")
+        check_image_size("convnet_4x4", image_size)
         layers: list[nn.Module] = []
         cin = channels
         for cout in self.WIDTHS:

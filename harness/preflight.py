@@ -3,9 +3,10 @@ with exit code 2, before a record or checkpoint is written.
 
 - every dataset is read in full (missing, truncated or corrupt files are found now, not in the
   middle of the suite), and its training split measured: a batch larger than a (possibly
-  long-tailed) training split is refused;
+  long-tailed) training split is refused, and so is an image size the backbone cannot take;
 
-Methods are not exercised here: a plugin's code runs only inside runs, where whatever it does
+Methods are not exercised here (only their `check_config`, on the config, when the suite
+expands): a plugin's training code runs only inside runs, where whatever it does
 (raise, diverge, even kill its process) is recorded as that run's failure. `crlbench methods
 --check` runs `check_method` on every installed method on request.
 """
@@ -17,6 +18,7 @@ import json
 import torch
 
 from crlbench import registry
+from crlbench.backbones import check_image_size
 from crlbench.data import load_dataset, long_tail_counts
 from crlbench.errors import UserError
 from crlbench.suite import RunSpec
@@ -24,7 +26,7 @@ from crlbench.suite import RunSpec
 
 def _training_size(data, d: dict, rho: float) -> int:
     """Images a run of this dataset trains on, after the long tail of its variant."""
-    size = len(data.pretrain_images(d["use_unlabeled"], d["train_split"] == "train+test"))
+    size = len(data.pretrain_images(d["use_unlabeled"], d["train_split"]))
     if rho == 1.0:
         return size
     n_max = int(torch.bincount(data.train_labels, minlength=data.num_classes).min())
@@ -44,6 +46,7 @@ def check_data(specs: list[RunSpec]) -> None:
                             image_size=d["image_size"], folders=dict(d["folders"]),
                             use_unlabeled=d["use_unlabeled"])
         for spec in group:
+            check_image_size(spec.config["backbone"]["name"], data.image_size)
             if not registry.methods.get(spec.method).trainable:
                 continue
             rho = float(spec.variant.get("imbalance", 1.0))

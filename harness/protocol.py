@@ -15,6 +15,20 @@ import torch
 from torch import Tensor, nn
 
 
+def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """For `check_config`: ValueError naming `key` and its valid choices unless value is one."""
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def check_positive(cfg: Any, *keys: str) -> None:
+    """For `check_config`: ValueError naming the first of `keys` whose value is not > 0."""
+    for key in keys:
+        value = getattr(cfg, key)
+        if not value > 0:  # also refuses NaN
+            raise ValueError(f"{key} must be positive, got {value}")
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What a method may know about the run it is built for."""

@@ -292,8 +292,7 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
             use_unlabeled=cfg.data.use_unlabeled)
         data = _imbalanced(data, spec)
-        with_test = cfg.data.train_split == "train+test"
-        pretrain = data.pretrain_images(cfg.data.use_unlabeled, with_test)
+        pretrain = data.pretrain_images(cfg.data.use_unlabeled, cfg.data.train_split)
         mean, std = channel_stats(data.train_images)
         prepare = Normalizer(mean, std, device)
         train_images = _place(pretrain, device, cfg.data.on_device)

@@ -60,6 +60,8 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
         preset = cls.preset_values(overrides.get("preset"))
     except ValueError as e:
         raise UserError(f"method_cfg.{name}.preset: {e}") from None
+    except Exception as e:  # a plugin's presets may raise anything; name it
+        raise UserError(f"method_cfg.{name}.preset: {type(e).__name__}: {e}") from e
     try:
         merged = OmegaConf.merge(schema, preset, overrides)
     except OmegaConfBaseException as e:
@@ -75,6 +77,8 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
         cls.check_config(cls.Config(**resolved))
     except ValueError as e:
         raise UserError(f"method_cfg.{name}: {e}") from None
+    except Exception as e:  # a plugin's check may raise anything; name it, keep the cause
+        raise UserError(f"method_cfg.{name}: check_config raised {type(e).__name__}: {e}") from e
     return resolved
 
 
@@ -87,11 +91,12 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
     """What changes a run's result: the configuration and the method's implementation version.
     A method that does not train ignores training settings."""
     keep = ["method", "method_cfg", "dataset", "seed", "variant", "eval"]
+    data = ["image_size"]
     if trainable:
         keep += ["backbone", "augment", "train"]
+        data += ["use_unlabeled", "train_split"]  # what training sees
     part = {k: run_cfg[k] for k in keep}
-    part["data"] = {k: run_cfg["data"][k] for k in ("image_size", "use_unlabeled",
-                                                    "train_split")}
+    part["data"] = {k: run_cfg["data"][k] for k in data}
     part["method_version"] = method_version
     return part
 
@@ -148,6 +153,9 @@ def check_eval(ev: DictConfig) -> None:
     if not 0 < ev.linear.val_fraction < 1:
         raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
                         f"{ev.linear.val_fraction}")
+    if ev.geometry_samples is not None and ev.geometry_samples < 2:
+        raise UserError("'eval.geometry_samples' must be at least 2 (uniformity needs pairs) or "
+                        f"null for every test image, got {ev.geometry_samples}")
     if any(k < 1 for k in ev.knn_k):
         raise UserError(f"'eval.knn_k' values must be at least 1, got {list(ev.knn_k)}")
     for name in ev.metrics:

@@ -83,7 +83,7 @@ from torch import Tensor, nn
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import bca_contrast, cluster_mass_entropy, cosine_distance
-from crlbench.protocol import Batch, Method
+from crlbench.protocol import Batch, Method, check_choice, check_positive
 
 SIMILARITIES = ("dot", "cosine")
 _RELATIVE = re.compile(r"^(\d*)K$")
@@ -146,9 +146,8 @@ class C2BIN(Method):
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        if cfg.bca_similarity not in SIMILARITIES:
-            raise ValueError(f"bca_similarity must be one of {', '.join(SIMILARITIES)}, got "
-                             f"{cfg.bca_similarity!r}")
+        check_choice("bca_similarity", cfg.bca_similarity, SIMILARITIES)
+        check_positive(cfg, "temperature", "proj_dim", "proj_hidden_dim", "pred_hidden_dim")
         resolve_cluster_sizes(list(cfg.cluster_sizes), k=2)  # the form; K is known at build
 
     def __init__(self, backbone, ctx, cfg: Config):

@@ -68,7 +68,7 @@ from torch import Tensor, nn
 from crlbench.methods.banks import NCENormaliser
 from crlbench.methods.color import rgb_to_lab
 from crlbench.methods.losses import info_nce, nce, spring, triplet_margin
-from crlbench.protocol import Batch, Method
+from crlbench.protocol import Batch, Method, check_choice, check_positive
 
 LOSSES = ("softmax", "nce", "triplet", "spring")
 L_SCALE, AB_SCALE = 100.0, 110.0
@@ -125,8 +125,11 @@ class CMC(Method):
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        if cfg.loss not in LOSSES:
-            raise ValueError(f"unknown CMC loss {cfg.loss!r}; valid choices: {', '.join(LOSSES)}")
+        check_choice("loss", cfg.loss, LOSSES)
+        check_positive(cfg, "temperature", "nce_negatives", "feat_dim")
+        for key in ("triplet_margin", "spring_margin"):
+            if not getattr(cfg, key) >= 0:
+                raise ValueError(f"{key} must be at least 0, got {getattr(cfg, key)}")
 
     def __init__(self, backbone: nn.Module, ctx, cfg: Config):
         super().__init__(backbone, ctx, cfg)
@@ -182,7 +185,8 @@ class CMC(Method):
         if cfg.loss == "softmax":
             return (info_nce(z_l, z_ab, cfg.temperature), info_nce(z_ab, z_l, cfg.temperature))
         if cfg.loss == "nce":
-            sim = z_l @ z_ab.T  # sim[i, j]: L of i against ab of j; its transpose the reverse
+            with torch.autocast(z_l.device.type, enabled=False):  # similarities in float32
+                sim = z_l @ z_ab.T  # sim[i, j]: L of i against ab of j; its transpose the reverse
             noise_ab = sample_other_indices(b, cfg.nce_negatives, sim.device)
             noise_l = sample_other_indices(b, cfg.nce_negatives, sim.device)
             pos, n, tau = sim.diagonal(), self.ctx.dataset_size, cfg.temperature

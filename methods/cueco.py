@@ -66,7 +66,7 @@ from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import info_nce
 from crlbench.precision import full_precision
-from crlbench.protocol import Batch, Method
+from crlbench.protocol import Batch, Method, check_choice, check_positive
 
 INITIAL_VARIANCE = 1.0
 NEGATIVES = ("queue", "batch")
@@ -130,11 +130,8 @@ class CueCo(Method):
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        if cfg.negatives not in NEGATIVES:
-            raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got "
-                             f"{cfg.negatives!r}")
-        if cfg.queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, got {cfg.queue_size}")
+        check_choice("negatives", cfg.negatives, NEGATIVES)
+        check_positive(cfg, "temperature", "queue_size", "proj_dim", "variance_eps")
 
     def __init__(self, backbone, ctx, cfg: Config):
         super().__init__(backbone, ctx, cfg)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from crlbench.methods.banks import MemoryBank, NCENormaliser
 from crlbench.methods.losses import nce
-from crlbench.protocol import Batch, Method
+from crlbench.protocol import Batch, Method, check_choice, check_positive
 
 NORMALISERS = ("once", "batch")
 
@@ -67,9 +67,8 @@ class NPID(Method):
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        if cfg.normaliser not in NORMALISERS:
-            raise ValueError(f"normaliser must be one of {', '.join(NORMALISERS)}, got "
-                             f"{cfg.normaliser!r}")
+        check_choice("normaliser", cfg.normaliser, NORMALISERS)
+        check_positive(cfg, "temperature", "num_negatives", "proj_dim")
 
     def __init__(self, backbone, ctx, cfg: Config):
         super().__init__(backbone, ctx, cfg)

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from crlbench.methods.cc import CC
 from crlbench.methods.losses import uniformity
-from crlbench.protocol import Batch
+from crlbench.protocol import Batch, check_choice
 
 UNIFORMITY_ON = ("backbone", "instance")
 UNIFORMITY_REDUCE = ("sum", "mean")
@@ -62,11 +62,8 @@ class RCC(CC):
 
     @classmethod
     def check_config(cls, cfg: Config) -> None:
-        for key, valid in (("uniformity_on", UNIFORMITY_ON),
-                           ("uniformity_reduce", UNIFORMITY_REDUCE)):
-            if getattr(cfg, key) not in valid:
-                raise ValueError(f"{key} must be one of {', '.join(valid)}, got "
-                                 f"{getattr(cfg, key)!r}")
+        check_choice("uniformity_on", cfg.uniformity_on, UNIFORMITY_ON)
+        check_choice("uniformity_reduce", cfg.uniformity_reduce, UNIFORMITY_REDUCE)
         if not 0 <= cfg.lam <= 1:
             raise ValueError(f"lam must be in [0, 1], got {cfg.lam}")
 

@@ -11,11 +11,13 @@ from omegaconf import OmegaConf
 from crlbench.augment import Augmenter
 from crlbench.backbones import TinyConvNet
 from crlbench.config import TrainConfig
+from crlbench.errors import UserError
 from crlbench.methods.cmc import CMC, other_indices, sample_other_indices
 from crlbench.methods.color import rgb_to_lab, srgb_to_linear
 from crlbench.methods.losses import info_nce, nce, spring, triplet_margin
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Batch, RunContext
+from crlbench.suite import method_config
 from crlbench.testing import check_method
 from crlbench.train import TrainSetup, train
 
@@ -57,10 +59,16 @@ def test_accepts_only_rgb():
         CMC(TinyConvNet(1, 8), context(channels=1), CMC.Config())
 
 
-def test_unknown_loss_names_the_valid_choices():
-    with pytest.raises(ValueError, match="unknown CMC loss 'infonce'.*softmax, nce, triplet, "
-                                         "spring"):
+def test_unknown_loss_and_bad_values_are_refused_before_any_run():
+    with pytest.raises(ValueError, match="loss must be one of softmax, nce, triplet, spring, "
+                                         "got 'infonce'"):
         CMC(TinyConvNet(3, 8), context(), CMC.Config(loss="infonce"))
+    for key, value, expected in [("loss", "infonce", "loss must be one of"),
+                                 ("temperature", -0.1, "temperature must be positive"),
+                                 ("nce_negatives", 0, "nce_negatives must be positive"),
+                                 ("spring_margin", -1.0, "spring_margin must be at least 0")]:
+        with pytest.raises(UserError, match=f"method_cfg.cmc: {expected}"):
+            method_config("cmc", {key: value})
 
 
 def test_missing_input_normalisation_is_refused():

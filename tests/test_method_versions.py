@@ -23,7 +23,7 @@ from crlbench.methods.c2bin import C2BIN
 from crlbench.protocol import Batch, EpochLoader, RunContext
 from crlbench.report.summary import newest_method_versions
 from crlbench.store import scan
-from crlbench.suite import expand
+from crlbench.suite import expand, method_config
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_registry import GOOD
@@ -77,9 +77,10 @@ def test_crlbench_methods_lists_each_methods_version(plugin_dir, capsys):
 
 
 def test_newest_method_versions_keeps_each_cells_highest_version():
-    def rec(method, version, created, dataset="d", variant=None):
+    def rec(method, version, created, dataset="d", variant=None, suite="s", status="ok"):
         return {"method": method, "dataset": dataset, "method_version": version,
-                "created": created, "variant": variant or {}}
+                "created": created, "variant": variant or {}, "suite": suite,
+                "status": status}
 
     records = [rec("a", "1", "2026-03-01"), rec("a", "2", "2026-02-01"),
                rec("a", "2", "2026-01-15"), rec("a", "1", "2026-01-02", dataset="e"),
@@ -87,23 +88,53 @@ def test_newest_method_versions_keeps_each_cells_highest_version():
                rec("b", "0.9", "2026-04-01"),
                rec("c", "1", "2026-01-01", variant={"k": 5}),
                rec("c", "2", "2026-01-02", variant={"k": 10}),
-               rec("d", "x", "2026-01-01"), rec("d", "y", "2026-01-02")]
+               rec("d", "x", "2026-01-01"), rec("d", "y", "2026-01-02"),
+               # another suite's cell, and a newer version that only failed so far
+               rec("a", "1", "2026-01-01", suite="t"),
+               rec("e", "1", "2026-01-01"), rec("e", "2", "2026-01-02", status="failed")]
     kept, warnings = newest_method_versions(records)
     assert [(r["method"], r["method_version"], r["dataset"]) for r in kept] == [
         ("a", "2", "d"), ("a", "2", "d"), ("a", "1", "e"), ("b", "0.10", "d"),
-        ("c", "1", "d"), ("c", "2", "d"), ("d", "y", "d")]
+        ("c", "1", "d"), ("c", "2", "d"), ("d", "y", "d"), ("a", "1", "d"), ("e", "1", "d")]
     assert warnings == [
         "a on d: shows method version 2 and leaves out 1 record of version 1; move the old "
         "records away to silence this",
         "b on d: shows method version 0.10 and leaves out 2 records of version 0.9, unknown "
         "(made before method versions); move the old records away to silence this",
         "d on d: shows method version y and leaves out 1 record of version x; move the old "
+        "records away to silence this",
+        "e on d: shows method version 1 and leaves out 1 record of version 2; move the old "
         "records away to silence this"]
 
 
 # Every built-in's numbers, pinned to its version.
 
-def fingerprint(name: str) -> list[float]:
+# Branches besides the defaults whose numbers are pinned too: each preset and loss option.
+VARIANTS: dict[str, list[dict]] = {
+    "c2bin": [{"preset": "representation"}, {"bca_similarity": "dot", "mlp_batchnorm": False}],
+    "cmc": [{"loss": "nce"}, {"loss": "triplet"}, {"loss": "spring"},
+            {"loss": "spring", "squared_distances": True},
+            {"loss": "triplet", "squared_distances": True}],
+    "cueco": [{"negatives": "batch", "symmetric": True, "normalize_centroids": True}],
+    "moco_v2": [{"symmetric": True}],
+    "npid": [{"normaliser": "batch"}],
+    "rcc": [{"uniformity_on": "instance", "uniformity_reduce": "mean"}],
+}
+
+
+def _cases() -> list[tuple[str, dict]]:
+    builtins = sorted(e.name for e in registry.methods.entries()
+                      if e.package == registry.BUILTIN_PACKAGE)
+    return [(name, overrides) for name in builtins
+            for overrides in [{}, *VARIANTS.get(name, [])]]
+
+
+def _key(name: str, overrides: dict) -> str:
+    return name + ("[" + ",".join(f"{k}={v}" for k, v in sorted(overrides.items())) + "]"
+                   if overrides else "")
+
+
+def fingerprint(name: str, overrides: dict) -> list[float]:
     """A built-in method's numbers on a fixed tiny problem: the mean of its features, its loss,
     and its loss after one SGD step and `after_step` (so EMA targets, queues and banks count)."""
     cls = registry.methods.get(name)
@@ -113,7 +144,7 @@ def fingerprint(name: str) -> list[float]:
                      device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
                      seed=0, image_size=16, channels=3, input_mean=(0.5,) * 3,
                      input_std=(0.25,) * 3)
-    method = cls(TinyConvNet(3, 8), ctx, cls.Config())
+    method = cls(TinyConvNet(3, 8), ctx, cls.Config(**method_config(name, overrides)))
     x = torch.randn(8, 3, 16, 16, generator=gen)
     out = [method.eval().features(x).mean().item()]
     if not cls.trainable:
@@ -135,38 +166,35 @@ def fingerprint(name: str) -> list[float]:
     return out
 
 
-def _builtins() -> list[str]:
-    return sorted(e.name for e in registry.methods.entries()
-                  if e.package == registry.BUILTIN_PACKAGE)
-
-
-@pytest.mark.parametrize("name", _builtins())
-def test_a_built_in_method_whose_numbers_change_has_a_new_version(name):
+@pytest.mark.parametrize(("name", "overrides"), _cases(), ids=[_key(*c) for c in _cases()])
+def test_a_built_in_method_whose_numbers_change_has_a_new_version(name, overrides):
     pins = json.loads(PINS.read_text())
-    assert name in pins, f"{name} has no pinned numbers: run python {__file__}"
-    pin = pins[name]
+    key = _key(name, overrides)
+    assert key in pins, f"{key} has no pinned numbers: run python {__file__}"
+    pin = pins[key]
     version = registry.method_version(name)
-    numbers = _measure_one(name)
+    numbers = _measure_one(name, overrides)
     if version == pin["version"]:
         assert numbers == pytest.approx(pin["numbers"], rel=1e-4, abs=1e-6), (
-            f"{name}'s numbers changed but its version is still {version}: bump its `version` "
+            f"{key}'s numbers changed but its version is still {version}: bump its `version` "
             f"(records of the old code must not be reused), then run python {__file__}")
     else:
         pytest.fail(f"{name} is at version {version}, its pinned numbers at {pin['version']}: "
                     f"run python {__file__} to pin the new version's numbers")
 
 
-def _measure_one(name: str) -> list[float]:
+def _measure_one(name: str, overrides: dict) -> list[float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return fingerprint(name)
+        return fingerprint(name, overrides)
     finally:
         torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":  # pin the current numbers (after bumping a method's version)
-    pins = {name: {"version": registry.method_version(name), "numbers": _measure_one(name)}
-            for name in _builtins()}
+    pins = {_key(name, overrides): {"version": registry.method_version(name),
+                                    "numbers": _measure_one(name, overrides)}
+            for name, overrides in _cases()}
     PINS.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     print(f"wrote {PINS}")

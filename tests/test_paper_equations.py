@@ -757,9 +757,9 @@ def test_cueco_momentum_updates(b1, b2, n):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("lam", [0.95, 0.6, 0.0])
 def test_rcc_total_is_lambda_cc_plus_uniformity(lam):
-    """RCC sec. 4: L = lambda L_cont + (1 - lambda) L_unif, lambda = 1 recovering CC. crlbench
-    applies L_unif to the backbone features h of both views and sums the two (its documented
-    reading; the paper does not say where uniformity is measured)."""
+    """RCC sec. 4: L = lambda L_cont + (1 - lambda) L_unif, lambda = 1 recovering CC. L_unif is
+    on the L2-normalised backbone features h of both views (sec. 5: "an L2 Norm after the final
+    pass over the backbone"), the two summed as the first author's code does."""
     ctx = RunContext(feature_dim=32, num_classes=K, num_clusters=K, dataset_size=64,
                      device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
                      seed=0, image_size=8, channels=3)

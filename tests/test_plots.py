@@ -284,6 +284,9 @@ def test_cli_plot_and_report_on_a_real_run(tiny, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(store / "quickstart" / "report.md")
     assert "digits, tiny ConvNet" in page and "4 runs: 4 ok, 0 failed." in page
     assert "| simclr |" in page and "| raw |" in page and "## Figures" not in page
+    # the table carries its provenance and its conventions, as crlbench table's does
+    assert "\nFrom 4 records of suite quickstart, made " in page
+    assert "\nConventions: " in page and "kNN: k = 5, 20, cosine similarity" in page
 
     # a study suite in the same store, its records made from the real ones
     real = next(r for r in scan(store).records if r["method"] == "simclr")

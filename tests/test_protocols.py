@@ -30,10 +30,11 @@ def test_training_on_train_plus_test_is_recorded_and_changes_the_run_id(tiny, tm
     assert data["train_split"] == "train+test"
     assert data["pretrain_size"] == data["train_size"] + data["test_size"] == 1797
     assert record["conventions"]["trained on"] == "train+test"
-    plain = {s.run_id for s in expand(load_suite("quickstart", tiny[:-1]))}
-    both = {s.run_id for s in expand(load_suite("quickstart", [*tiny[:-1],
-                                                               "data.train_split=train+test"]))}
-    assert plain.isdisjoint(both)
+    plain = {s.method: s.run_id for s in expand(load_suite("quickstart", tiny[:-1]))}
+    both = {s.method: s.run_id for s in expand(load_suite(
+        "quickstart", [*tiny[:-1], "data.train_split=train+test"]))}
+    assert plain["simclr"] != both["simclr"]
+    assert plain["raw"] == both["raw"]  # raw trains nothing: what training sees is moot
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -55,7 +56,7 @@ def test_cmc_geometry_is_on_its_own_pairs_of_a_test_sample(tiny, tmp_path):
     details = record["eval_details"]["geometry"]
     assert details == {"pairs": "method", "pair_count": 100, "uniformity_points": 100}
     assert "the method's own positive pairs" in record["conventions"]["geometry"]
-    assert "on 100 test images" in record["conventions"]["geometry"]
+    assert "of 100 test images" in record["conventions"]["geometry"]
     # normalised L and ab embeddings of one image: alignment in [0, 4], uniformity <= 0
     assert 0 <= record["metrics"]["align"] <= 4 and record["metrics"]["uniform"] <= 0
 
@@ -130,8 +131,21 @@ def test_the_cmc_loss_study_encoder_is_its_figure_3():
     # the Param # column of Fig. 3: 588, 4632, 18480, 18456; output [24, 4, 4]
     assert [sum(p.numel() for p in c.parameters()) for c in convs] == [588, 4632, 18480, 18456]
     assert dim == 384 and net(torch.zeros(2, 3, 64, 64)).shape == (2, 384)
-    with pytest.raises(ValueError, match="multiple of 16"):
+    with pytest.raises(UserError, match="multiple of 16"):
         build_backbone("convnet_4x4", channels=3, image_size=12)
+
+
+def test_an_image_size_the_backbone_cannot_take_stops_before_any_run(tiny, tmp_path, capsys):
+    assert main(["run", "suite=quickstart", *tiny, "backbone.name=convnet_4x4"]) == 2
+    assert ("backbone convnet_4x4 halves the image side four times and needs a side that is a "
+            "multiple of 16, got 12") in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("value", [0, 1])
+def test_geometry_samples_below_two_are_refused(value):
+    with pytest.raises(UserError, match="'eval.geometry_samples' must be at least 2"):
+        expand(load_suite("quickstart", [f"eval.geometry_samples={value}"]))
 
 
 # The shipped suites that mirror the papers' tables.

@@ -62,13 +62,14 @@ class ImageData:
             raise ValueError(f"{self.name}: images are {height}x{width}, not square")
         return int(height)
 
-    def pretrain_images(self, use_unlabeled: bool, with_test: bool = False) -> Tensor:
+    def pretrain_images(self, use_unlabeled: bool, train_split: str = "train") -> Tensor:
         """Images for self-supervised training: train, plus the unlabeled ones if asked for,
-        plus the test images if asked for (CC, PICA and C2BIN train on train + test)."""
+        plus the test images for `train_split="train+test"` (CC, PICA and C2BIN train on
+        train + test)."""
         parts = [self.train_images]
         if use_unlabeled and self.unlabeled_images is not None:
             parts.append(self.unlabeled_images)
-        if with_test:
+        if train_split == "train+test":
             parts.append(self.test_images)
         return torch.cat(parts) if len(parts) > 1 else self.train_images
 

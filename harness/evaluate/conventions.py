@@ -56,9 +56,9 @@ def conventions(run_cfg: dict[str, Any], train_split: str, pair_source: str) -> 
         pairs = ("the method's own positive pairs" if pair_source == "method"
                  else "two augmented views")
         samples = ev.get("geometry_samples")
-        out["geometry"] = (f"alignment (alpha 2) of {pairs} and uniformity (t 2) on "
-                           f"{'all' if samples is None else samples} test images, "
-                           "L2-normalised")
+        out["geometry"] = (f"alignment (alpha 2) of {pairs} and uniformity (t 2, on at most "
+                           f"10,000 points) of {'all' if samples is None else samples} test "
+                           "images, L2-normalised")
     if "retrieval" in metrics:
         out["retrieval"] = (f"precision@k for k = {_join(ev['retrieval_k'])}, test queries "
                             "against the train features, cosine")

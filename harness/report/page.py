@@ -15,6 +15,7 @@ import yaml
 
 from crlbench.config import shipped_suites
 from crlbench.report.metrics import DEFAULT_ORDER, default_metric_order, is_per_head
+from crlbench.report.provenance import conventions_line, provenance
 from crlbench.report.records import line_label, ok_runs
 from crlbench.report.studies import (
     imbalance_markdown,
@@ -82,6 +83,8 @@ def render_page(
     lines += ["## Results", ""]
     if ok_runs(records):
         lines.append(str(render(summarize(records), "markdown")))
+        for line in (provenance(records), conventions_line(records)):
+            lines += ["", line] if line else []
         lines += [f"> Warning: {warning}" for warning in mixed_configs(records)]
     else:
         lines.append("No successful runs.")

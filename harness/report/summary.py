@@ -172,37 +172,43 @@ def mixed_configs(records: Iterable[Record]) -> list[str]:
     Runs of one suite that differ only in their seed share a `config_id`; a (method, dataset)
     cell whose ok records carry several config_ids mixes, e.g., a 10-epoch and a 100-epoch run.
     """
-    seen: dict[tuple[str, str], set[str]] = {}
+    seen: dict[tuple[str, str, str], set[str]] = {}
     for record in records:
         if record.get("status") == "ok":
-            key = (row_label(record), str(record.get("dataset")))
-            seen.setdefault(key, set()).add(str(record.get("config_id")))
+            seen.setdefault(_cell(record), set()).add(str(record.get("config_id")))
     return [
         f"{method} on {dataset} mixes {len(ids)} configurations ({', '.join(sorted(ids))}); "
         "move old records away or use a separate results.dir per configuration"
-        for (method, dataset), ids in sorted(seen.items()) if len(ids) > 1
+        for (_, method, dataset), ids in sorted(seen.items()) if len(ids) > 1
     ]
 
 
+def _cell(record: Record) -> tuple[str, str, str]:
+    """The table cell a record belongs to: its suite, row label and dataset."""
+    return str(record.get("suite")), row_label(record), str(record.get("dataset"))
+
+
 def newest_method_versions(records: Iterable[Record]) -> tuple[list[Record], list[str]]:
-    """The records with, in each (row label, dataset) cell, only those of one method version:
-    the highest (in PEP 440 order; versions that do not parse, such as records made before
-    method versions, rank below and among themselves by their newest record). Records of other
+    """The records with, in each table cell (suite, row label, dataset), only those of one
+    method version: the highest among its ok records (in PEP 440 order; versions that do not
+    parse, such as records made before method versions, rank below and among themselves by
+    their newest record). Records of other
     versions (an older plugin release, a built-in method before a fix) are left out, and each
     cell that had some gets a warning naming the versions, so no table averages two
     implementations.
     """
     records = list(records)
-    cells: dict[tuple[str, str], list[Record]] = {}
+    cells: dict[tuple[str, str, str], list[Record]] = {}
     for record in records:
-        cells.setdefault((row_label(record), str(record.get("dataset"))), []).append(record)
+        cells.setdefault(_cell(record), []).append(record)
     dropped: set[int] = set()
     warnings = []
-    for (label, dataset), members in sorted(cells.items()):
+    for (_, label, dataset), members in sorted(cells.items()):
         versions = {_version(r) for r in members}
         if len(versions) < 2:
             continue
-        current = _version(max(members, key=_version_rank))
+        ok = [r for r in members if r.get("status") == "ok"]
+        current = _version(max(ok or members, key=_version_rank))
         old = [r for r in members if _version(r) != current]
         dropped.update(id(r) for r in old)
         warnings.append(

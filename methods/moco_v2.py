@@ -16,8 +16,8 @@ README notes that it behaves like twice the epochs.
 The queue is never longer than the training set allows (`banks.queue_length`: at most N - B
 keys for N images in batches of B): at 65536 on CIFAR's 50,000 images it would hold a key of
 every image, the anchor's own among the negatives, and keys more than an epoch old. The
-CIFAR-size suites set 4,096, as MoCo's CIFAR-10 demo does (its README: the queue "saturated at --moco-k 4096"); the length a run
-used is in its record (`method_details.queue_length`).
+CIFAR-size suites set 4,096, as MoCo's CIFAR-10 demo does (its README: the queue "saturated at
+--moco-k 4096"); the length a run used is in its record (`method_details.queue_length`).
 
 Shuffle-BN (MoCo section 3.3) shuffles the keys' batch across GPUs so that BatchNorm statistics
 of a query and of its key come from different subsets. On one device BatchNorm already sees the

@@ -4,7 +4,7 @@
 compiled, with and without augmentation (`throughput`); (b) the same step fed by torchvision
 PIL transforms in a DataLoader, the peer baseline (`baseline`); (c) the time of each evaluator
 on synthetic features of several sizes (`evalcost`); (d) a run's fixed cost: dataset load,
-model build, first step (`fixedcost`). `targets` judges the issue's targets, `report` prints
+model build, first step (`fixedcost`). `targets` judges the speed targets, `report` prints
 the tables and writes the JSON, `run` puts them together.
 """
 

@@ -1,6 +1,6 @@
 """The speed benchmark's configuration: `BenchConfig`, and `load_bench_config(overrides)`.
 
-Defaults are the issue's H100 target setting (SimCLR, ResNet-18 with the small-image stem, batch
+Defaults are the H100 target setting (SimCLR, ResNet-18 with the small-image stem, batch
 512, two views of 32x32, bf16 on a GPU). `key=value` overrides are parsed and validated exactly
 as a suite's are (`crlbench.config.apply_overrides`): an unknown key or a wrong type is a
 one-line UserError; the checks below add ranges and closed choices.

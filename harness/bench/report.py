@@ -92,7 +92,7 @@ def fixed_table(results: dict[str, Any]) -> Table | None:
 
 
 def targets_table(results: dict[str, Any]) -> Table:
-    table = Table("target", "goal", "measured", "status", title="targets of issue 7")
+    table = Table("target", "goal", "measured", "status", title="speed targets")
     for t in results["targets"]:
         value = t["measured"]
         shown = "-" if value is None else f"{value:,.3g}" if value < 100 else f"{value:,.0f}"

@@ -1,4 +1,4 @@
-"""The issue's speed targets, each judged pass/fail only where this benchmark measured it on the
+"""The speed targets, each judged pass/fail only where this benchmark measured it on the
 setting the target names; elsewhere "not applicable: <why>"."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from crlbench.config import EvalConfig
 
-# The GPU targets' setting (the issue's H100 figures): key -> the values that match it.
+# The GPU targets' setting (the README's H100 figures): key -> the values that match it.
 GPU_SETTING: dict[str, tuple[Any, ...]] = {
     "method": ("simclr",), "backbone": ("resnet18",), "batch_size": (512,),
     "image_size": (32,), "channels": (3,), "precision": ("auto", "bf16"),

@@ -2,7 +2,8 @@
 
 `ray` (the default) schedules runs as Ray Tune trials over the CPUs and GPUs of this machine or
 a Ray cluster; `local` runs them one after another in this process (for debugging). Both
-implement `Executor.run` and return a `RunSummary`.
+implement `Executor.run` and return a `RunSummary`. Ray is imported only by the `ray` executor,
+so crlbench with `executor=local` works where Ray is not installed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,21 @@ def get_executor(cfg: Any) -> Executor:
     if cfg.executor == "local":
         return LocalExecutor()
     if cfg.executor == "ray":
-        from crlbench.executors.ray import RayExecutor  # imports Ray only when it is used
-
-        return RayExecutor(cfg)
+        return _ray_executor()(cfg)
     raise UserError(f"unknown executor {cfg.executor!r}; valid executors: {', '.join(EXECUTORS)}")
+
+
+def _ray_executor() -> type[Executor]:
+    """RayExecutor, importing Ray only now: everything else in crlbench runs without Ray."""
+    try:
+        from crlbench.executors.ray import RayExecutor
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "ray":
+            raise
+        raise UserError("executor=ray needs Ray, which is not installed here (pip install "
+                        "'ray[tune]'); executor=local runs the suite's runs one after another "
+                        "without it") from None
+    return RayExecutor
 
 
 __all__ = ["EXECUTORS", "Executor", "RunSummary", "get_executor"]

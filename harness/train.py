@@ -137,18 +137,31 @@ class Stepper:
 
     def step(self, views: list[Tensor], indices: Tensor, step: int) -> dict[str, Tensor]:
         """Loss, backward, optimiser and schedule step, after_step hook; the detached terms."""
+        out, terms = self.forward(views, indices, step)
+        self.backward(out)
+        self.update(step)
+        return terms
+
+    # The step's three phases, apart so that the speed benchmark can time each one.
+    def forward(self, views: list[Tensor], indices: Tensor,
+                step: int) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The method's loss under autocast: its output and its detached terms."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.method.loss(views, Batch(indices=indices))
-        terms = _loss_terms(out, step)
+        return out, _loss_terms(out, step)
+
+    def backward(self, out: dict[str, Any]) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+
+    def update(self, step: int) -> None:
+        """Gradient clipping, the optimiser and schedule step, the method's after_step hook."""
         if self.setup.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.setup.cfg.grad_clip)
         self.optimizer.step()
         self.schedule.step()
         self.method.after_step(step)
-        return terms
 
 
 def train(method: Method, setup: TrainSetup) -> TrainResult:

@@ -43,6 +43,13 @@ def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
     assert all(s >= 0 for s in size["seconds"].values()) and size["total_s"] > 0
     assert "heads" in size["skipped"]
 
+    prof = res["profile"]
+    assert set(prof["phases_s"]) == {"data", "augment", "forward", "backward", "optimizer"}
+    assert all(s > 0 for s in prof["phases_s"].values())
+    assert sum(prof["shares"].values()) == pytest.approx(1.0)
+    assert prof["cut_step_s"] == pytest.approx(sum(prof["phases_s"].values()))
+    assert prof["step_s"] > 0 and prof["host_syncs_per_step"] is None  # counted on a GPU only
+
     fixed = res["fixed_cost"]
     assert fixed["dataset"] == "digits" and fixed["total_s"] > 0
     assert set(fixed["seconds"]) == {"device_init", "data", "build", "first_step"}
@@ -52,8 +59,43 @@ def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
     assert status["cpu_fixed_cost_s"] in ("pass", "fail")
 
 
+def test_the_profile_alone_warms_up_its_own_stepper(tmp_path: Path):
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "parts=[profile]", "profile_steps=2", f"output={out}"]) == 0
+    res = json.loads(out.read_text())
+    assert "throughput" not in res and "baseline" not in res
+    assert res["profile"]["steps"] == 2 and res["profile"]["compile"] is False
+
+
+def test_phases_of_a_step_are_the_step(tmp_path: Path):
+    """forward + backward + update is exactly `step`: the same parameters after either."""
+    import torch
+
+    from crlbench.bench.model import synthetic_images, synthetic_stepper
+
+    cfg = load_bench_config(TINY)
+    device = torch.device("cpu")
+    images = synthetic_images(cfg, device)
+    params = []
+    for phased in (False, True):
+        torch.manual_seed(0)
+        stepper = synthetic_stepper(cfg, device, images, compile=False)
+        views = stepper.layout([stepper.setup.prepare(images[:16])] * 2)
+        idx = torch.arange(16)
+        if phased:
+            out, terms = stepper.forward(views, idx, 0)
+            stepper.backward(out)
+            stepper.update(0)
+        else:
+            terms = stepper.step(views, idx, 0)
+        params.append(torch.cat([p.detach().flatten() for p in stepper.method.parameters()]))
+        assert torch.isfinite(terms["loss"])
+    assert torch.equal(params[0], params[1])
+
+
 @pytest.mark.parametrize(("arg", "expected"), [
     ("batchsize=3", "unknown config key 'batchsize'"),
+    ("profile_steps=0", "'profile_steps' must be >= 1"),
     ("batch_size=many", "'batch_size' must be an integer"),
     ("workers=[a]", "workers"),
     ("steps=0", "'steps' must be >= 1"),

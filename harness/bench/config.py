@@ -21,7 +21,7 @@ from crlbench.config import (
 )
 from crlbench.errors import UserError
 
-PARTS = ("fixed", "throughput", "baseline", "eval")
+PARTS = ("fixed", "throughput", "baseline", "profile", "eval")
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 MIN_EVAL_SIZE = 100
@@ -51,6 +51,7 @@ class BenchConfig:
     pool_batches: int = 4  # synthetic uint8 images on the device: this many batches' worth
     augment: AugmentConfig = field(default_factory=_cifar_augment)
     workers: list[int] = field(default_factory=lambda: [16])  # DataLoader baseline workers
+    profile_steps: int = 10  # (e): steps timed phase by phase (crlbench.bench.profile)
     # (c): evaluation cost on synthetic features, split 6:1 train/test
     eval_sizes: list[int] = field(default_factory=lambda: [10_000, 70_000, 200_000])
     feature_dim: int = 512
@@ -94,7 +95,8 @@ def check(cfg: DictConfig) -> None:
     from crlbench.suite import check_eval
 
     for key, low in (("batch_size", 2), ("image_size", 2), ("steps", 1), ("warmup", 0),
-                     ("pool_batches", 1), ("feature_dim", 1), ("classes", 2), ("width", 1)):
+                     ("pool_batches", 1), ("profile_steps", 1), ("feature_dim", 1),
+                     ("classes", 2), ("width", 1)):
         _at_least(cfg, key, low)
     _one_of(cfg, "precision", PRECISIONS)
     _one_of(cfg, "optimizer", OPTIMIZERS)

@@ -64,6 +64,22 @@ def training_table(results: dict[str, Any]) -> Table | None:
     return table
 
 
+def profile_table(results: dict[str, Any]) -> Table | None:
+    pr = results.get("profile")
+    if not pr:
+        return None
+    syncs = pr["host_syncs_per_step"]
+    table = Table("phase", "ms", "share",
+                  title=f"one step, phase by phase ({pr['precision']}, "
+                        f"{'compiled' if pr['compile'] else 'eager'}; median of {pr['steps']})")
+    for name, seconds in pr["phases_s"].items():
+        table.add_row(name, f"{1000 * seconds:.2f}", f"{pr['shares'][name]:.1%}")
+    table.add_row("sum (synchronised at each cut)", f"{1000 * pr['cut_step_s']:.2f}", "")
+    table.add_row("step without cuts", f"{1000 * pr['step_s']:.2f}", "")
+    table.add_row("host syncs per step", "-" if syncs is None else f"{syncs:g}", "")
+    return table
+
+
 def eval_table(results: dict[str, Any]) -> Table | None:
     ev = results.get("eval")
     if not ev:
@@ -104,7 +120,7 @@ def print_report(console: Console, results: dict[str, Any], path: Path) -> None:
     env = results["environment"]
     console.print(f"device: {env['device_name']} ({env['device']}), torch {env['torch']}, "
                   f"CUDA {env['cuda']}, {env['cpu_count']} CPUs", markup=False, highlight=False)
-    for make in (training_table, eval_table, fixed_table, targets_table):
+    for make in (training_table, profile_table, eval_table, fixed_table, targets_table):
         table = make(results)
         if table is not None:
             console.print(table)

@@ -2,7 +2,8 @@
 the targets, the tables and the JSON.
 
 The fixed cost goes first (it must pay the lazy CUDA initialisation), then the harness's
-throughput, the DataLoader baseline on the same model and step, and the evaluation cost.
+throughput, the DataLoader baseline and the phase-by-phase profile on the same model and step,
+and the evaluation cost.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from crlbench.bench.baseline import measure_baseline
 from crlbench.bench.evalcost import measure_eval
 from crlbench.bench.fixedcost import measure_fixed_cost
 from crlbench.bench.model import device_of, synthetic_images, synthetic_stepper
+from crlbench.bench.profile import measure_profile
 from crlbench.bench.report import default_output, environment, print_report, write_json
 from crlbench.bench.targets import judge
-from crlbench.bench.throughput import measure_throughput
+from crlbench.bench.throughput import measure_throughput, time_loop
 
 
 def _baseline(cfg: DictConfig, device: torch.device, stepper, throughput) -> dict[str, Any]:
@@ -40,6 +42,17 @@ def _baseline(cfg: DictConfig, device: torch.device, stepper, throughput) -> dic
     return {"steps": cfg.steps, "warmup": cfg.warmup, "views": stepper.method.num_views,
             "against": ("compiled" if stepper.setup.cfg.compile else "eager"),
             "pin_memory": device.type == "cuda", "runs": runs}
+
+
+def _profile(cfg: DictConfig, device: torch.device, stepper) -> dict[str, Any]:
+    """The profile of the stepper the throughput part ended with, else of a fresh eager one
+    after `warmup` steps."""
+    images = synthetic_images(cfg, device)
+    if stepper is None:
+        stepper = synthetic_stepper(cfg, device, images, compile=False)
+        cfg_warm = OmegaConf.merge(cfg, {"steps": max(cfg.warmup, 1), "warmup": 0})
+        time_loop(stepper, images, cfg_warm, augment=True, first_step=0)
+    return measure_profile(stepper, images, cfg, first_step=0)
 
 
 def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
@@ -61,6 +74,8 @@ def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
         results["throughput"] = throughput
     if "baseline" in parts and cfg.workers:
         results["baseline"] = _baseline(cfg, device, stepper, throughput)
+    if "profile" in parts:
+        results["profile"] = _profile(cfg, device, stepper)
     del stepper
     if "eval" in parts and cfg.eval_sizes:
         results["eval"] = measure_eval(cfg, device)

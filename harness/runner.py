@@ -8,6 +8,7 @@ Executors call it; it knows nothing about how runs are scheduled.
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import subprocess
 import time
@@ -161,7 +162,10 @@ class PhaseTimer:
 
 
 def _git_commit() -> str | None:
-    """The commit of the crlbench source tree, when it is a git checkout ("+dirty" if edited)."""
+    """The commit of the crlbench source tree, when it is a git checkout ("+dirty" if edited).
+
+    An install that is not a checkout (a wheel) has none, unless whoever built the wheel from a
+    checkout says which in CRLBENCH_GIT_COMMIT (scripts/gpu_check.sh does); else null."""
     src = Path(crlbench.__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
@@ -169,7 +173,7 @@ def _git_commit() -> str | None:
         dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
                                capture_output=True, text=True, timeout=5, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return None  # not a git checkout, or no git: the record says so with null
+        return os.environ.get("CRLBENCH_GIT_COMMIT") or None
     return commit + ("+dirty" if dirty.strip() else "")
 
 

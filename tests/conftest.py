@@ -31,6 +31,16 @@ TINY = [
 ]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` skip where torch sees no CUDA device (`pytest -m gpu` runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run them there with: pytest -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> list[str]:
     """Overrides for a tiny CPU run writing into a temporary store."""

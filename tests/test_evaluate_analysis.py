@@ -184,7 +184,7 @@ def test_silhouette_needs_two_to_n_minus_one_labels_like_sklearn():
             sklearn_silhouette(x.numpy(), labels)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
 def test_silhouette_on_the_gpu_equals_the_cpu():
     x, labels = make_blobs(n_samples=500, centers=4, n_features=16, random_state=0)
     x, labels = torch.from_numpy(x), torch.from_numpy(labels)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from crlbench.report.select import matches
+
 
 def _values(records: list[dict[str, Any]], get) -> str:
     seen: dict[str, None] = {}
@@ -32,9 +34,7 @@ def _commit(record: dict[str, Any]) -> str | None:
 
 def _shown(records: Iterable[dict[str, Any]], datasets: Sequence[str] | None,
            methods: Sequence[str] | None) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok"
-            and (not datasets or r.get("dataset") in datasets)
-            and (not methods or r.get("method") in methods)]
+    return [r for r in records if r.get("status") == "ok" and matches(r, datasets, methods)]
 
 
 def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | None = None,

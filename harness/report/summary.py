@@ -12,38 +12,34 @@ Per-head metrics (`head{i}_k{K}_*`, recorded for every cluster head) are left ou
 metric filter names them; `head_*` already scores the head whose K is the number of classes.
 
 Order (carried by ordered categoricals in the method, dataset and metric columns, so renderers
-keep it): what a filter lists comes in the filter's order. Without a filter, methods are
-alphabetical with `raw` last (it is the floor the others are read against) and variants in
-natural order (k=5 before k=20), datasets are alphabetical and metrics follow
-`metrics.default_metric_order`.
+keep it): what a filter lists comes in the filter's order. Without a filter, rows follow
+`select.order_key` (methods alphabetical with `raw` last, variant values compared as numbers),
+as the figures' lines do; datasets are alphabetical and metrics follow
+`metrics.default_metric_order`. Which records are tabulated is `select.select`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 from packaging.version import InvalidVersion, Version
 
 from crlbench.errors import UserError
-from crlbench.report.metrics import default_metric_order, is_per_head, natural_key
+from crlbench.report.metrics import default_metric_order, is_per_head
+from crlbench.report.select import (  # noqa: F401  (row_label, pick_suite: re-exported)
+    FLOOR_METHOD,
+    Record,
+    check_known,
+    matches,
+    order_key,
+    pick_suite,
+    row_label,
+    select,
+)
 
 COLUMNS = ("method", "dataset", "metric", "mean", "std", "n")
-FLOOR_METHOD = "raw"
-
-Record = Mapping[str, Any]
-
-
-def row_label(record: Record) -> str:
-    """The method name, plus the variant as ` (k=v, ...)` when the record has one."""
-    variant = record.get("variant") or {}
-    if not variant:
-        return record["method"]
-    # a swept config key is shown by its last part: method_cfg.cmc.loss=nce -> loss=nce
-    items = ", ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in sorted(variant.items()))
-    return f"{record['method']} ({items})"
 
 
 def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
@@ -53,48 +49,19 @@ def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else list(dict.fromkeys(value))
 
 
-def _choices(values: Iterable[str]) -> str:
-    return ", ".join(sorted(set(values)))
-
-
-def pick_suite(records: list[Record], suite: str | None) -> list[Record]:
-    suites = {record.get("suite") for record in records}
-    if suite is None:
-        if len(suites) > 1:
-            raise UserError(
-                f"records come from several suites; choose one of: {_choices(map(str, suites))}"
-            )
-        return records
-    if suite not in suites:
-        raise UserError(f"no record has suite {suite!r}; valid: {_choices(map(str, suites))}")
-    return [record for record in records if record.get("suite") == suite]
-
-
-def check_known(kind: str, wanted: list[str], known: set[str]) -> None:
-    unknown = [name for name in wanted if name not in known]
-    if unknown:
-        raise UserError(
-            f"no record has {kind} {', '.join(map(repr, unknown))}; valid: {_choices(known)}"
-        )
-
-
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _method_order(long: pd.DataFrame, methods: list[str] | None) -> list[str]:
-    pairs = long[["label", "base"]].drop_duplicates()
-    if methods is None:
-        # False sorts before True, so the floor method goes last; variants in natural order
-        key = [(base == FLOOR_METHOD, base, natural_key(label), label)
-               for label, base in pairs.itertuples(False)]
-    else:
-        key = [
-            (min(i for i, m in enumerate(methods) if m in (label, base)), base,
-             natural_key(label), label)
-            for label, base in pairs.itertuples(False)
-        ]
-    return [label for *_, label in sorted(key)]
+def _method_order(firsts: dict[str, Record], methods: list[str] | None) -> list[str]:
+    """Row labels in `order_key` order; with a methods filter, first in the filter's order."""
+    def key(label: str) -> tuple:
+        record = firsts[label]
+        rank = (0 if methods is None else
+                min(i for i, m in enumerate(methods) if m in (label, record["method"])))
+        return (rank, order_key(record))
+
+    return sorted(firsts, key=key)
 
 
 def summarize(
@@ -111,20 +78,8 @@ def summarize(
     `methods` entries match a method name (all its variants) or a full row label. A filter
     value that no record has raises `UserError` naming the valid values.
     """
-    records = list(records)
-    if not records:
-        raise UserError("no run records to tabulate; run a suite first")
-    records = pick_suite(records, suite)
-
     datasets, metrics, methods = _as_list(datasets), _as_list(metrics), _as_list(methods)
-    if datasets is not None:
-        check_known("dataset", datasets, {r["dataset"] for r in records})
-        records = [r for r in records if r["dataset"] in datasets]
-    if methods is not None:
-        names = {r["method"] for r in records} | {row_label(r) for r in records}
-        check_known("method", methods, names)
-        records = [r for r in records if r["method"] in methods or row_label(r) in methods]
-
+    records = select(records, suite=suite, datasets=datasets, methods=methods)
     ok = [r for r in records if r.get("status") == "ok"]
     failed = len(records) - len(ok)
     if not ok:
@@ -147,8 +102,11 @@ def summarize(
     elif not long["metric"].map(is_per_head).all():
         long = long[~long["metric"].map(is_per_head)]
 
+    firsts: dict[str, Record] = {}
+    for r in ok:
+        firsts.setdefault(row_label(r), r)
     order = {
-        "method": _method_order(long, methods),
+        "method": _method_order({label: firsts[label] for label in set(long["label"])}, methods),
         "dataset": datasets or sorted(set(long["dataset"])),
         "metric": metrics or default_metric_order(long["metric"]),
     }
@@ -166,15 +124,17 @@ def summarize(
     return summary[list(COLUMNS)]
 
 
-def mixed_configs(records: Iterable[Record]) -> list[str]:
-    """Warnings for table cells that would average runs of different configurations.
+def mixed_configs(records: Iterable[Record], *, datasets: Sequence[str] | None = None,
+                  methods: Sequence[str] | None = None) -> list[str]:
+    """Warnings for the table cells (of the records the filters select) that would average
+    runs of different configurations.
 
     Runs of one suite that differ only in their seed share a `config_id`; a (method, dataset)
     cell whose ok records carry several config_ids mixes, e.g., a 10-epoch and a 100-epoch run.
     """
     seen: dict[tuple[str, str, str], set[str]] = {}
     for record in records:
-        if record.get("status") == "ok":
+        if record.get("status") == "ok" and matches(record, datasets, methods):
             seen.setdefault(_cell(record), set()).add(str(record.get("config_id")))
     return [
         f"{method} on {dataset} mixes {len(ids)} configurations ({', '.join(sorted(ids))}); "

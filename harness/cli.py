@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
 PLOT_KEYS = ("suite", "dataset", "metric", "results.dir")
 REPORT_KEYS = ("suite", "results.dir")
 PLOT_KINDS = ("imbalance", "kest", "tsne", "precision", "all")
+PIPED_WIDTH = 200
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,13 +113,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from crlbench.executors.base import pending, wait_for_elsewhere
     from crlbench.executors.progress import make_progress
     from crlbench.preflight import preflight
-    from crlbench.suite import expand
+    from crlbench.suite import expand, unused_method_cfg
 
     suite, overrides = _split_suite(args.overrides)
     if suite is None:
         raise UserError("crlbench run needs suite=NAME (see `crlbench suites`) or suite=PATH.yaml")
     cfg = load_suite(suite, overrides)
     specs = expand(cfg)
+    for warning in unused_method_cfg(cfg):
+        _note(f"warning: {warning}")
     for name in cfg.dataset:
         check_available(name, root=cfg.data.root, download=cfg.data.download,
                         folders=dict(cfg.data.folders), use_unlabeled=cfg.data.use_unlabeled)
@@ -150,9 +154,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _print_plan(console: Console, cfg, specs, store: Path) -> None:
     from omegaconf import OmegaConf
 
+    from crlbench.config import to_dict
     from crlbench.store import is_done, record_path
 
-    console.print(OmegaConf.to_yaml(cfg), markup=False, highlight=False)
+    shown = to_dict(cfg)
+    # every method's resolved hyper-parameters (defaults, preset, overrides; a sweep's first
+    # combination), not only the keys the suite sets
+    shown["method_cfg"] = {}
+    for s in specs:
+        shown["method_cfg"].setdefault(s.method, s.config["method_cfg"])
+    console.print(OmegaConf.to_yaml(shown), markup=False, highlight=False)
     table = Table("run", "run_id", "status", title=f"{len(specs)} runs of suite {cfg.name}")
     for s in specs:
         done = is_done(record_path(store, s.suite, s.method, s.dataset, s.run_id))
@@ -233,10 +244,10 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     _, records = _scan(filters)
     summary = summarize(records, datasets=filters.get("dataset"),
                         metrics=filters.get("metric"), methods=filters.get("method"))
-    for warning in mixed_configs(records):
+    shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
+    for warning in mixed_configs(records, **shown):
         _note(f"warning: {warning}")
     out = render(summary, args.format, width=console.width)
-    shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
     lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))
              if line]
     if not isinstance(out, str):
@@ -263,11 +274,12 @@ def _as_text(table) -> str:
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
     from crlbench.report.figures import make_figures
-    from crlbench.report.records import select
+    from crlbench.report.select import select
 
     filters = _parse_filters(args.filters, PLOT_KEYS, "plot argument")
     store, records = _scan(filters)
-    suite, records = select(records, _one(filters, "suite"), filters.get("dataset"))
+    records = select(records, suite=_one(filters, "suite"), datasets=filters.get("dataset"))
+    suite = str(records[0].get("suite"))
     output = args.output or store / suite / "figures"
     made = make_figures(records, args.kind, output, suite, metric=_one(filters, "metric"))
     for kind, why in made.skipped.items():
@@ -283,11 +295,12 @@ def cmd_plot(args: argparse.Namespace, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from crlbench.report.figures import make_figures
     from crlbench.report.page import render_page, suite_description
-    from crlbench.report.records import select
+    from crlbench.report.select import select
 
     filters = _parse_filters(args.filters, REPORT_KEYS, "report argument")
     store, records = _scan(filters)
-    suite, records = select(records, _one(filters, "suite"))
+    records = select(records, suite=_one(filters, "suite"))
+    suite = str(records[0].get("suite"))
     page = args.output or store / suite / "report.md"
     made = make_figures(records, "all", page.parent / "figures", suite)
     for kind, why in made.skipped.items():
@@ -420,9 +433,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _console() -> Console:
+    """rich's console; piped or redirected output is not wrapped at rich's 80-column default:
+    text is not wrapped at all and tables get $COLUMNS, else 200 columns."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=int(os.environ.get("COLUMNS") or 0) or PIPED_WIDTH, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    console = Console()
+    console = _console()
     try:
         return COMMANDS[args.command](args, console)
     except UserError as e:

@@ -116,7 +116,10 @@ class Registry:
         claims = self._discover().get(name)
         if not claims:
             raise UserError(
-                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())} "
+                f"(a plugin's {self.kind} is found through the entry point group "
+                f"{self.group} of its package: declare it in pyproject.toml, then reinstall "
+                "the package, also an editable one)"
             )
         if len(claims) > 1:
             raise UserError(self._duplicate_message(name, claims))

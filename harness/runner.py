@@ -272,6 +272,19 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -
     return record
 
 
+class NonFiniteFeatures(ValueError):
+    """The trained model's features hold NaN or inf: scoring them would give chance level."""
+
+
+def check_finite_features(split: str, features: Tensor) -> None:
+    bad = int((~torch.isfinite(features)).any(dim=1).sum())
+    if bad:
+        raise NonFiniteFeatures(
+            f"{bad} of {len(features)} {split} feature rows are not finite (NaN or inf): the "
+            "trained model is broken (a diverged training or an overflow), and evaluating its "
+            "features would score chance level")
+
+
 def _imbalanced(data: ImageData, spec: RunSpec) -> ImageData:
     """The dataset with a long-tailed training split when the run's variant asks for one."""
     rho = float(spec.variant.get("imbalance", 1.0))
@@ -354,6 +367,8 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             test=embed(method, data.test_images, prepare, eb, device, amp),
             test_labels=data.test_labels.to(device), num_classes=data.num_classes,
             num_clusters=ctx.num_clusters)
+        for split, features in (("train", emb.train), ("test", emb.test)):
+            check_finite_features(split, features)
         feats, labels = cluster_split(emb, cfg.eval.cluster_split)
         emb.head_logits = head_logits(method, feats, eb)
         emb.cluster_labels = labels

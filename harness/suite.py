@@ -72,6 +72,11 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
                 f"method_cfg.{name}: unknown key '{key}'; {name}'s keys: {valid}"
             ) from None
         raise UserError(f"method_cfg.{name}.{key}: {str(e).strip().splitlines()[0]}") from None
+    missing = sorted(OmegaConf.missing_keys(merged))
+    if missing:
+        raise UserError(f"method_cfg.{name}: {', '.join(missing)} has no value ({cls.__name__}."
+                        f"Config gives no default); set method_cfg.{name}.{missing[0]}=VALUE, "
+                        "or give the field the paper's value as its default")
     resolved: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore
     try:
         cls.check_config(cls.Config(**resolved))
@@ -80,6 +85,13 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
     except Exception as e:  # a plugin's check may raise anything; name it, keep the cause
         raise UserError(f"method_cfg.{name}: check_config raised {type(e).__name__}: {e}") from e
     return resolved
+
+
+def unused_method_cfg(cfg: DictConfig) -> list[str]:
+    """Warnings for method_cfg sections of methods this run does not include (no effect)."""
+    unused = [name for name in cfg.method_cfg if name not in cfg.method]
+    return [f"method_cfg.{name} is set but {name} is not among this run's methods "
+            f"({', '.join(cfg.method)}); it has no effect" for name in unused]
 
 
 def run_id_of(payload: dict[str, Any]) -> str:
@@ -158,6 +170,14 @@ def check_eval(ev: DictConfig) -> None:
                         f"null for every test image, got {ev.geometry_samples}")
     if any(k < 1 for k in ev.knn_k):
         raise UserError(f"'eval.knn_k' values must be at least 1, got {list(ev.knn_k)}")
+    if any(k < 1 for k in ev.retrieval_k):
+        raise UserError(f"'eval.retrieval_k' values must be at least 1, got {list(ev.retrieval_k)}")
+    if not 2 <= ev.kest_min_k <= ev.kest_max_k:
+        raise UserError("K estimation needs 2 <= eval.kest_min_k <= eval.kest_max_k, got "
+                        f"kest_min_k={ev.kest_min_k}, kest_max_k={ev.kest_max_k}")
+    _at_least_1({"eval.kest_restarts": ev.kest_restarts})
+    if ev.kest_sample < 3:
+        raise UserError(f"'eval.kest_sample' must be at least 3, got {ev.kest_sample}")
     for name in ev.metrics:
         registry.evaluators.get(name)  # unknown, duplicate or broken: one line naming it
 

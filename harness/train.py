@@ -41,7 +41,9 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per epoch
     steps: int = 0
     seconds: float = 0.0  # training time of this process (excludes resumed epochs)
-    samples_per_s: float = 0.0  # training samples (not views) per second in this process
+    # training samples (not views) per second in this process; None when it trained none (a
+    # method without training, or a run resumed from its last epoch's checkpoint)
+    samples_per_s: float | None = None
     resumed_from_epoch: int = 0
 
 
@@ -226,7 +228,7 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
     result.steps = step
     result.seconds = time.perf_counter() - started
     trained = (cfg.epochs - result.resumed_from_epoch) * per_epoch * batch_size
-    result.samples_per_s = trained / result.seconds if result.seconds > 0 and trained else 0.0
+    result.samples_per_s = trained / result.seconds if result.seconds > 0 and trained else None
     return result
 
 

@@ -22,9 +22,10 @@ from crlbench.bench.evalcost import measure_eval
 from crlbench.bench.fixedcost import measure_fixed_cost
 from crlbench.bench.model import device_of, synthetic_images, synthetic_stepper
 from crlbench.bench.profile import measure_profile
-from crlbench.bench.report import default_output, environment, print_report, write_json
+from crlbench.bench.report import default_output, environment, print_report
 from crlbench.bench.targets import judge
 from crlbench.bench.throughput import measure_throughput, time_loop
+from crlbench.store import write_json_atomic
 
 
 def _baseline(cfg: DictConfig, device: torch.device, stepper, throughput) -> dict[str, Any]:
@@ -81,6 +82,6 @@ def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
         results["eval"] = measure_eval(cfg, device)
     results["targets"] = judge(cfg, device.type, results)
     path = Path(cfg.output).expanduser() if cfg.output else default_output(device)
-    write_json(path, results)
+    write_json_atomic(path, results)
     print_report(console, results, path)
     return path

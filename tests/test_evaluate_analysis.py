@@ -24,6 +24,7 @@ from crlbench.evaluate import (
     elbow_k,
     estimate_k,
     evaluate,
+    knee_index,
     precision_at_k,
     silhouette_score,
     tsne_2d,
@@ -195,29 +196,75 @@ def test_silhouette_on_the_gpu_equals_the_cpu():
 # ---------------------------------------------------------------- elbow
 
 
-def test_elbow_of_a_curve_with_a_known_knee():
-    # steep fall to k = 6, then almost flat
+def test_knee_index_hand_computed():
+    # already on the unit square: x = 0, .25, .5, .75, 1 and y = 1, .3, .2, .1, 0, so
+    # y_d = (1 - y) - x = 0, .45, .3, .15, 0; the largest is at 1, its threshold
+    # .45 - 1 * .25 = .2, and y_d falls to .15 below it -> the knee is index 1
+    assert knee_index([0, 1, 2, 3, 4], [1.0, 0.3, 0.2, 0.1, 0.0]) == 1
+    # a higher sensitivity asks for a larger fall: .45 - 2 * .25 = -.05 is never reached
+    assert knee_index([0, 1, 2, 3, 4], [1.0, 0.3, 0.2, 0.1, 0.0], sensitivity=2.0) is None
+    # nearly straight: y_d = 0, .05, 0, 0, 0 never falls below .05 - .25 -> no knee
+    assert knee_index([0, 1, 2, 3, 4], [1.0, 0.7, 0.5, 0.25, 0.0]) is None
+    # the largest y_d wins over an earlier local maximum: y_d = 0, .3, .25, .4, .1, ...
+    xs = [0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1]
+    yd = [0, 0.3, 0.25, 0.4, 0.1, 0.05, 0.02, 0.01, 0]
+    assert knee_index(xs, [1 - x - d for x, d in zip(xs, yd, strict=True)]) == 3
+
+
+def test_knee_index_is_invariant_to_affine_changes_of_either_axis():
     ks = list(range(2, 21))
-    inertia = [1000 - 150 * (k - 2) if k <= 6 else 400 - 5 * (k - 6) for k in ks]
+    y = [1000 - 150 * (k - 2) if k <= 6 else 400 - 5 * (k - 6) for k in ks]
+    assert knee_index(ks, y) == 4  # k = 6
+    assert knee_index([10 * k + 3 for k in ks], [3.5 * v + 1e6 for v in y]) == 4
+
+
+def test_elbow_is_the_knee_of_log_inertia():
+    ks = list(range(2, 11))
+    # inertia halves with every k up to 6, then falls by 1% a step: straight on a log scale up
+    # to the knee, so the knee is k = 6; on the linear scale the same rule stops early, at 5
+    inertia = [2.0 ** -(k - 2) if k <= 6 else 2.0**-4 * 0.99 ** (k - 6) for k in ks]
     assert elbow_k(ks, inertia) == 6
-    # scaling both axes to [0, 1] makes it invariant to affine changes of the inertia
-    assert elbow_k(ks, [3.5 * v + 1e6 for v in inertia]) == 6
+    assert ks[knee_index(ks, inertia)] == 5
+    # scaling the inertia does not move it; a k-means local minimum (a rise) is ignored
+    assert elbow_k(ks, [7.0 * v for v in inertia]) == 6
+    bumped = list(inertia)
+    bumped[2] = inertia[1] * 1.2
+    assert elbow_k(ks, bumped) == 6
 
 
-def test_elbow_hand_computed():
-    # scaled: x = 0, .25, .5, .75, 1; y = 1, 1/3, 2/9, 1/9, 0. The chord is y = 1 - x, so the
-    # distance is proportional to 1 - x - y: 0, 0.417, 0.278, 0.139, 0 -> k = 2.
-    assert elbow_k([1, 2, 3, 4, 5], [10, 4, 3, 2, 1]) == 2
-    # 1/k on 1..10: 1 - (k-1)/9 - (1/k - 0.1)/0.9 is largest at k = 3 (0.519 against 0.5 at
-    # k = 4 and 0.444 at k = 2)
-    assert elbow_k(list(range(1, 11)), [1 / k for k in range(1, 11)]) == 3
-
-
-def test_elbow_flat_curve_and_bad_input():
-    assert elbow_k([2, 3, 4], [5.0, 5.0, 5.0]) == 2
-    assert elbow_k([2], [5.0]) == 2
+def test_elbow_without_a_knee():
+    assert elbow_k([2, 3, 4], [5.0, 5.0, 5.0]) is None  # flat
+    assert elbow_k([2], [5.0]) is None
+    assert elbow_k(list(range(2, 12)), [math.exp(-k) for k in range(2, 12)]) is None  # straight
+    assert elbow_k([2, 3, 4], [0.0, 0.0, 0.0]) is None  # collapsed
+    # inertia 0 from k = 4 on (four distinct points): floored before the log, the knee is 4
+    assert elbow_k([2, 3, 4, 5, 6], [8.0, 3.0, 0.0, 0.0, 0.0]) == 4
     with pytest.raises(ValueError, match="one inertia per k"):
         elbow_k([2, 3], [1.0])
+
+
+def _separated_blobs(num_classes: int, n_per: int, dim: int, seed: int, gap: float = 10.0):
+    """Unit-variance Gaussian blobs whose centres are at least `gap` apart, drawn in a box."""
+    g = torch.Generator().manual_seed(seed)
+    side = 1.5 * gap * (2 * num_classes) ** (1 / dim)
+    centres: list[torch.Tensor] = []
+    while len(centres) < num_classes:
+        c = (torch.rand(dim, generator=g) - 0.5) * side
+        if all(float((c - o).norm()) >= gap for o in centres):
+            centres.append(c)
+    labels = torch.arange(num_classes).repeat_interleave(n_per)
+    return torch.stack(centres)[labels] + torch.randn(len(labels), dim, generator=g), labels
+
+
+@pytest.mark.parametrize("dim", [2, 10])
+def test_elbow_and_silhouette_find_k_of_separated_blobs_from_3_to_20(dim):
+    missed = {}
+    for num_classes in range(3, 21):
+        x, _ = _separated_blobs(num_classes, 30, dim, seed=num_classes)
+        est = estimate_k(x, range(2, 31), restarts=3, seed=0)
+        if (est.k_elbow, est.k_silhouette) != (num_classes, num_classes):
+            missed[num_classes] = (est.k_elbow, est.k_silhouette)
+    assert missed == {}
 
 
 # ---------------------------------------------------------------- K estimation
@@ -248,7 +295,7 @@ def test_estimate_k_of_collapsed_features_has_no_silhouette():
     est = estimate_k(torch.ones(20, 3), [2, 3, 4], restarts=1, seed=0)
     assert est.k_silhouette is None
     assert all(math.isnan(s) for s in est.silhouette)
-    assert est.inertia == [0.0, 0.0, 0.0] and est.k_elbow == 2
+    assert est.inertia == [0.0, 0.0, 0.0] and est.k_elbow is None
 
 
 def test_estimate_k_rejects_bad_ks():
@@ -311,7 +358,7 @@ def test_kest_of_collapsed_features_is_nan():
     emb.train, emb.test = torch.ones_like(emb.train), torch.ones_like(emb.test)
     metrics = evaluate(emb, _cfg(metrics=["kest"], kest_max_k=4), seed=0).metrics
     assert math.isnan(metrics["kest_silhouette"]) and math.isnan(metrics["kest_silhouette_err"])
-    assert metrics["kest_elbow"] == 2.0
+    assert math.isnan(metrics["kest_elbow"]) and math.isnan(metrics["kest_elbow_err"])
 
 
 # ---------------------------------------------------------------- t-SNE

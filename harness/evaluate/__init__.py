@@ -26,7 +26,7 @@ from .evaluators import (
     evaluate,
     run_evaluator,
 )
-from .kest import KEstimate, elbow_k, estimate_k, silhouette_score
+from .kest import KEstimate, elbow_k, estimate_k, knee_index, silhouette_score
 from .knn import knn_accuracy
 from .linear import linear_probe
 from .retrieval import precision_at_k
@@ -46,6 +46,7 @@ __all__ = [
     "estimate_k",
     "evaluate",
     "hungarian_accuracy",
+    "knee_index",
     "knn_accuracy",
     "linear_probe",
     "nmi",

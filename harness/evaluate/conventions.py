@@ -59,6 +59,11 @@ def conventions(run_cfg: dict[str, Any], train_split: str, pair_source: str) -> 
         out["geometry"] = (f"alignment (alpha 2) of {pairs} and uniformity (t 2, on at most "
                            f"10,000 points) of {'all' if samples is None else samples} test "
                            "images, L2-normalised")
+    if "kest" in metrics:
+        out["K estimation"] = (
+            f"k-means ({ev['kest_restarts']} restarts) for k = {ev['kest_min_k']}.."
+            f"{ev['kest_max_k']} on at most {ev['kest_sample']:,} points; silhouette: the best "
+            "mean silhouette; elbow: Kneedle (S = 1) on log inertia")
     if "retrieval" in metrics:
         out["retrieval"] = (f"precision@k for k = {_join(ev['retrieval_k'])}, test queries "
                             "against the train features, cosine")

@@ -230,11 +230,12 @@ def eval_kest(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], d
         feats, ks, restarts=int(cfg.kest_restarts), iters=int(cfg.kmeans_iters), seed=seed
     )
     k_sil = math.nan if est.k_silhouette is None else float(est.k_silhouette)
+    k_elbow = math.nan if est.k_elbow is None else float(est.k_elbow)
     metrics = {
         "kest_silhouette": k_sil,
-        "kest_elbow": float(est.k_elbow),
+        "kest_elbow": k_elbow,
         "kest_silhouette_err": abs(k_sil - emb.num_classes),
-        "kest_elbow_err": float(abs(est.k_elbow - emb.num_classes)),
+        "kest_elbow_err": abs(k_elbow - emb.num_classes),
     }
     details = {
         "ks": est.ks,

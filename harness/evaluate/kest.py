@@ -9,10 +9,29 @@ on a seeded sample of the features, and K is estimated twice:
   mean distance to the points of another cluster, s = (b - a) / max(a, b); as in scikit-learn's
   `silhouette_score`, a point alone in its cluster has s = 0, and so has a point with
   a = b = 0 (duplicates).
-- elbow (Thorndike 1953, "Who belongs in the family?"), located by the kneedle rule (Satopää,
-  Albrecht, Irwin & Raghavan 2011, "Finding a 'Kneedle' in a Haystack: Detecting Knee Points in
-  System Behavior"): both axes of the (k, inertia) curve are scaled to [0, 1] and the knee is
-  the k farthest from the straight line through the first and the last point.
+- elbow (Thorndike 1953, "Who belongs in the family?"): the knee of the curve of log inertia
+  against k, found with the difference curve and the threshold of Kneedle (Satopää, Albrecht,
+  Irwin & Raghavan 2011, "Finding a 'Kneedle' in a Haystack: Detecting Knee Points in System
+  Behavior", sec. III). Both axes are scaled to [0, 1]; the decreasing convex curve is flipped,
+  so the difference curve is y_d = (1 - y) - x; the candidate is the k where y_d is largest,
+  and it is the knee when y_d later falls below the threshold T = y_d(candidate) - S *
+  mean(x_{i+1} - x_i), with the paper's sensitivity S = 1. Where it does not (a flat or a
+  straight curve), or the largest y_d is at an end of the range, there is no elbow estimate
+  (NaN in the record).
+
+  What differs from the paper, and why, measured on well-separated Gaussian blobs (K = 3..20,
+  2-D and 10-D, 30 or 100 points a blob, three seeds, k = 2..30: 216 curves):
+  (1) the candidate is the largest y_d, where Kneedle takes the first local maximum that
+  passes the threshold (its "first knee"): on k-means curves a wiggle in the tail is a local
+  maximum of its own, and the first-knee rule stopped there in 6 of the 216 curves, the largest
+  y_d in none. For a single bend the two agree. (2) No smoothing spline first, as the
+  candidate is not a local feature. (3) The curve is log inertia, as in the gap statistic
+  (Tibshirani, Walther & Hastie 2001, who work with log W_k), and the running minimum of it
+  over k, as the optimal inertia never grows with k while k-means' (an upper bound of it) can.
+  On the linear scale the first few centres take most of the variance, the curve is flat long
+  before K and the knee comes early: the same rule on linear inertia found K in 83 of the 216
+  curves (K = 20 in 10-D gave 12-14). Inertia exactly 0 (duplicated points) is floored at
+  1e-12 of the largest before the log.
 
 The silhouette is computed on the device of the features in float64, with the pairwise
 distances in row chunks and the per-cluster sums of distances as a matmul with the one-hot
@@ -42,7 +61,7 @@ class KEstimate:
     inertia: list[float]  # k-means inertia for each k of ks
     silhouette: list[float]  # mean silhouette for each k; nan where k-means found < 2 clusters
     k_silhouette: int | None  # k of the largest silhouette (the smallest k on ties)
-    k_elbow: int  # knee of the inertia curve
+    k_elbow: int | None  # knee of the log-inertia curve; None where there is none
 
 
 def silhouette_score(x: Tensor, labels: Tensor) -> float:
@@ -108,23 +127,50 @@ def silhouette_scores(x: Tensor, labelings: Sequence[Tensor]) -> list[float]:
     return [float(t) / n for t in totals]
 
 
-def elbow_k(ks: Sequence[int], inertias: Sequence[float]) -> int:
-    """Knee of the curve (ks, inertias) by the kneedle rule (Satopää et al. 2011).
+def knee_index(x: Sequence[float], y: Sequence[float], *, sensitivity: float = 1.0) -> int | None:
+    """Index of the knee of a decreasing convex curve, or None (see the module's docstring).
 
-    Both axes are scaled to [0, 1]; the knee is the k farthest from the line through the first
-    and the last scaled point (the first such k on ties, so a flat curve gives ks[0]).
+    `x` increasing. Kneedle's difference curve y_d = (1 - y) - x on the unit square (Satopää
+    et al. 2011, sec. III); the largest y_d is the knee if y_d falls below its threshold
+    y_d(max) - S * mean(x_{i+1} - x_i) somewhere after it.
     """
+    if len(x) != len(y):
+        raise ValueError(f"need one y per x, got {len(x)} and {len(y)}")
+    xs = torch.tensor([float(v) for v in x], dtype=torch.float64)
+    ys = torch.tensor([float(v) for v in y], dtype=torch.float64)
+    n = len(xs)
+    if n < 3:
+        return None
+    x_span, y_span = float(xs[-1] - xs[0]), float(ys.max() - ys.min())
+    if x_span <= 0 or y_span <= 0:
+        return None
+    xs = (xs - xs[0]) / x_span
+    ys = (ys - ys.min()) / y_span
+    diff = (1.0 - ys) - xs
+    best = int(diff.argmax())  # the first on ties
+    if best in (0, n - 1):
+        return None
+    threshold = float(diff[best]) - sensitivity / (n - 1)  # 1 / (n - 1): the mean x step
+    # a tolerance, so that a one-step plateau (a fall of exactly S steps) is not a bend
+    return best if float(diff[best + 1:].min()) < threshold - 1e-9 else None
+
+
+def elbow_k(ks: Sequence[int], inertias: Sequence[float]) -> int | None:
+    """The elbow of k-means inertia over `ks`: `knee_index` of the running minimum of log
+    inertia (see the module's docstring for the rule and how it differs from Kneedle); None
+    where the curve has no knee."""
     if len(ks) != len(inertias) or not ks:
         raise ValueError(f"need one inertia per k, got {len(ks)} ks and {len(inertias)} inertias")
-    k = torch.tensor([float(v) for v in ks], dtype=torch.float64)
-    y = torch.tensor([float(v) for v in inertias], dtype=torch.float64)
-    k_span, y_span = float(k.max() - k.min()), float(y.max() - y.min())
-    k = (k - k.min()) / k_span if k_span > 0 else torch.zeros_like(k)
-    y = (y - y.min()) / y_span if y_span > 0 else torch.zeros_like(y)
-    dk, dy = k[-1] - k[0], y[-1] - y[0]
-    # |cross product| with the chord; dividing by the chord's length would not move the argmax
-    distance = (dk * (y - y[0]) - dy * (k - k[0])).abs()
-    return int(ks[int(distance.argmax())])
+    values = [float(v) for v in inertias]
+    top = max(values)
+    if top <= 0:
+        return None
+    floor = 1e-12 * top
+    # The optimal inertia never grows with k; k-means' is an upper bound of it that can (a
+    # local minimum at one k), and the running minimum is the tighter bound.
+    values = torch.tensor(values, dtype=torch.float64).cummin(dim=0).values.tolist()
+    knee = knee_index(ks, [math.log(max(v, floor)) for v in values])
+    return None if knee is None else int(ks[knee])
 
 
 def estimate_k(

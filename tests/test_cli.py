@@ -243,3 +243,31 @@ def test_table_prints_where_its_numbers_come_from(tiny, tmp_path, capsys):
     assert main(["table", store, "--format", "csv"]) == 0
     out = capsys.readouterr().out
     assert "From" not in out and "Conventions" not in out  # CSV stays tidy
+
+
+LIGHT_COMMANDS = [
+    ["--help"],
+    ["suites"],
+    ["table", "suite=fashion_cpu", "results.dir={store}", "--format", "markdown"],
+    ["plot", "all", "suite=fashion_cpu", "results.dir={store}", "--output", "{out}/figures"],
+    ["report", "suite=fashion_cpu", "results.dir={store}", "--output", "{out}/report.md"],
+]
+
+
+@pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=lambda argv: argv[0].lstrip("-"))
+def test_commands_that_read_records_do_not_import_torch(argv, tmp_path):
+    # torch takes about a second to import: commands that only read configs and records
+    # (here the committed CPU board's) must not pay for it
+    store = Path(__file__).resolve().parents[1] / "results"
+    args = [a.format(store=store, out=tmp_path) for a in argv]
+    code = ("import sys\nfrom crlbench.cli import main\n"
+            "try:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code\n"
+            "heavy = sorted(m for m in ('torch', 'sklearn') if m in sys.modules)\n"
+            "print('HEAVY', heavy, 'RC', rc)")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY [] RC 0", out.stderr
+    if argv[0] == "plot":
+        assert list((tmp_path / "figures").glob("*.png"))
+    if argv[0] == "report":
+        assert (tmp_path / "report.md").read_text().startswith("#")

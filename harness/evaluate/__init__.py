@@ -5,53 +5,33 @@ Every number follows the README's "Evaluation" section; each module cites its so
 `evaluate(emb, cfg, seed=...)` runs the evaluators that an EvalConfig names and returns flat
 metrics plus details (chosen LR, inertia, timings). The k-means function is not re-exported
 here, so that `crlbench.evaluate.kmeans` stays the module: `from crlbench.evaluate.kmeans
-import kmeans`.
+import kmeans`. The names are loaded on first use, so that a method importing one evaluation
+module (e.g. the geometry) does not import scikit-learn and scipy with the others.
 """
 
 from __future__ import annotations
 
-from .clustering import (
-    ari,
-    cluster_scores,
-    contingency,
-    hungarian_accuracy,
-    nmi,
-)
-from .evaluators import (
-    EVALUATORS,
-    Embeddings,
-    EvalResult,
-    EvaluatorError,
-    cluster_split,
-    evaluate,
-    run_evaluator,
-)
-from .kest import KEstimate, elbow_k, estimate_k, knee_index, silhouette_score
-from .knn import knn_accuracy
-from .linear import linear_probe
-from .retrieval import precision_at_k
-from .tsne import tsne_2d
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "EVALUATORS",
-    "Embeddings",
-    "EvalResult",
-    "EvaluatorError",
-    "KEstimate",
-    "ari",
-    "cluster_scores",
-    "cluster_split",
-    "contingency",
-    "elbow_k",
-    "estimate_k",
-    "evaluate",
-    "hungarian_accuracy",
-    "knee_index",
-    "knn_accuracy",
-    "linear_probe",
-    "nmi",
-    "precision_at_k",
-    "run_evaluator",
-    "silhouette_score",
-    "tsne_2d",
-]
+# name -> the module of this package that defines it
+_EXPORTS = {
+    **dict.fromkeys(("ari", "cluster_scores", "contingency", "hungarian_accuracy", "nmi"),
+                    "clustering"),
+    **dict.fromkeys(("EVALUATORS", "Embeddings", "EvalResult", "EvaluatorError", "cluster_split",
+                     "evaluate", "run_evaluator"), "evaluators"),
+    **dict.fromkeys(("KEstimate", "elbow_k", "estimate_k", "knee_index", "silhouette_score"),
+                    "kest"),
+    "knn_accuracy": "knn",
+    "linear_probe": "linear",
+    "precision_at_k": "retrieval",
+    "tsne_2d": "tsne",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{module}", __name__), name)

@@ -8,9 +8,6 @@ Executors call it; it knows nothing about how runs are scheduled.
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -19,25 +16,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
-import crlbench
 from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
 from crlbench.data import ImageData, load_dataset, long_tail_indices
+from crlbench.environment import environment
 from crlbench.errors import NonFiniteLoss
 from crlbench.evaluate import Embeddings, cluster_split, evaluate
 from crlbench.evaluate.conventions import conventions, trained_on
 from crlbench.evaluate.evaluators import sample_rows
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
+from crlbench.seeding import derive_seed, seed_everything
 from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
 from crlbench.suite import RunSpec
-from crlbench.train import TrainResult, TrainSetup, derive_seed, steps_per_epoch, train
+from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 
 # keep a dataset on the GPU when it takes at most this share of the free memory
 GPU_DATA_FRACTION = 0.25
@@ -52,11 +49,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
 
 
 def _place(images: Tensor, device: torch.device, policy: str) -> Tensor:
@@ -159,52 +151,6 @@ class PhaseTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-
-
-def _git_commit() -> str | None:
-    """The commit of the crlbench source tree, when it is a git checkout ("+dirty" if edited).
-
-    An install that is not a checkout (a wheel) has none, unless whoever built the wheel from a
-    checkout says which in CRLBENCH_GIT_COMMIT (scripts/gpu_check.sh does); else null."""
-    src = Path(crlbench.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, timeout=5, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return os.environ.get("CRLBENCH_GIT_COMMIT") or None
-    return commit + ("+dirty" if dirty.strip() else "")
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    import torchvision
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {
-        "device": str(device),
-        "device_name": name,
-        "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda,
-        "crlbench": crlbench.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": platform.node(),
-        "git_commit": _git_commit(),
-    }
 
 
 def _error(e: BaseException) -> dict[str, Any]:

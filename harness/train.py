@@ -23,17 +23,10 @@ from torch import Tensor
 from crlbench.errors import NonFiniteLoss
 from crlbench.optim import build_optimizer, default_param_groups, warmup_cosine
 from crlbench.protocol import Batch, EpochLoader, Method
+from crlbench.seeding import derive_seed
 
 CHECKPOINT_NAME = "last.pt"
 GPU_CHECK_INTERVAL = 50  # steps between host-side finiteness checks on a GPU
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from a tuple of integers (stable across processes and Python versions)."""
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
-    return h & 0x7FFFFFFFFFFFFFFF
 
 
 @dataclass

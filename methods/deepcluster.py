@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from crlbench.evaluate.kmeans import kmeans
 from crlbench.protocol import Batch, EpochLoader, Method
-from crlbench.train import derive_seed
+from crlbench.seeding import derive_seed
 
 _KMEANS_STREAM = 1001  # derive_seed tags: independent streams for k-means and the re-init
 _INIT_STREAM = 1002

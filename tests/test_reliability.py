@@ -20,10 +20,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crlbench.claims import CLAIM_TTL, try_claim
 from crlbench.cli import main
 from crlbench.config import load_suite
 from crlbench.errors import UserError
-from crlbench.store import CLAIM_TTL, record_path, scan, try_claim, write_json_atomic
+from crlbench.store import record_path, scan, write_json_atomic
 from crlbench.suite import expand
 
 # ---------------------------------------------------------------------------- bad input
@@ -475,7 +476,7 @@ def test_a_malformed_claim_is_not_fatal_and_goes_stale(content, tmp_path):
 
 
 def test_a_process_releases_only_its_own_claim(tmp_path):
-    from crlbench.store import release_claim
+    from crlbench.claims import release_claim
 
     record = record_path(tmp_path, "s", "m", "d", "abc")
     assert try_claim(record)

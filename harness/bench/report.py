@@ -13,8 +13,8 @@ from rich.table import Table
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    from crlbench.runner import cpu_name
-    from crlbench.runner import environment as run_environment
+    from crlbench.environment import cpu_name
+    from crlbench.environment import environment as run_environment
 
     env = run_environment(device)
     env.update(cpu_name=cpu_name(), cpu_count=os.cpu_count(),

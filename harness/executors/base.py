@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from crlbench.claims import is_claimed
 from crlbench.executors.progress import Progress
-from crlbench.store import is_claimed, is_done, record_path
+from crlbench.store import is_done, record_path
 from crlbench.suite import RunSpec
 
 POLL_S = 10.0  # how often a process waiting on another one's runs looks at the store

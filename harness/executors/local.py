@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crlbench.claims import refresh_claim, release_claim, try_claim
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute
-from crlbench.store import is_done, refresh_claim, release_claim, try_claim
+from crlbench.store import is_done
 from crlbench.suite import RunSpec
 
 

@@ -29,10 +29,11 @@ import ray
 import torch
 from ray import tune
 
+from crlbench.claims import refresh_claim, release_claim, try_claim
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute, record_failure
-from crlbench.store import is_done, read_record, refresh_claim, release_claim, try_claim
+from crlbench.store import is_done, read_record
 from crlbench.suite import RunSpec
 
 SCRATCH = ".ray"  # Ray Tune's own experiment folder, inside the store

@@ -7,7 +7,9 @@ The three classes are loaded on first use, so that commands which read records o
 """
 
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crlbench.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from crlbench.protocol import Batch, Method, RunContext
@@ -18,12 +20,4 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0+unknown"
 
 __all__ = ["Batch", "Method", "RunContext", "__version__"]
-_PROTOCOL = ("Batch", "Method", "RunContext")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _PROTOCOL:
-        from crlbench import protocol
-
-        return getattr(protocol, name)
-    raise AttributeError(f"module 'crlbench' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, dict.fromkeys(("Batch", "Method", "RunContext"), "protocol"))

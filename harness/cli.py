@@ -15,7 +15,6 @@ Errors a user can cause print one line and exit with code 2; failed runs exit wi
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 from pathlib import Path
@@ -25,14 +24,13 @@ from rich.table import Table
 from rich.text import Text
 
 from crlbench.errors import UserError
+from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS
 
-FORMATS = ("terminal", "markdown", "csv", "latex")
 INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
                "`crlbench run` resumes the others from their last epoch checkpoint")
 TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
 PLOT_KEYS = ("suite", "dataset", "metric", "results.dir")
 REPORT_KEYS = ("suite", "results.dir")
-PLOT_KINDS = ("imbalance", "kest", "tsne", "precision", "all")
 PIPED_WIDTH = 200
 
 
@@ -53,11 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="tabulate run records")
     table.add_argument("filters", nargs="*", metavar="key=value",
                        help=f"filters: {', '.join(TABLE_KEYS)} (comma-separated lists)")
-    table.add_argument("--format", default="terminal", choices=FORMATS)
+    table.add_argument("--format", default="terminal", choices=TABLE_FORMATS)
     table.add_argument("--output", type=Path, help="write the table to this file")
 
     plot = sub.add_parser("plot", help="draw figures from run records (PNG and PDF)")
-    plot.add_argument("kind", choices=PLOT_KINDS,
+    plot.add_argument("kind", choices=(*FIGURE_KINDS, "all"),
                       help="the figure; all: every figure the records allow")
     plot.add_argument("filters", nargs="*", metavar="key=value",
                       help=f"{', '.join(PLOT_KEYS)}; metric is the imbalance figure's "
@@ -107,13 +105,14 @@ def _split_suite(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from crlbench.config import load_suite
-    from crlbench.data import check_available, clear_cache
+    from crlbench.data import DatasetCache, check_source
     from crlbench.executors import get_executor
     from crlbench.executors.base import pending, wait_for_elsewhere
     from crlbench.executors.progress import make_progress
+    from crlbench.loader import load_suite
     from crlbench.preflight import preflight
-    from crlbench.suite import expand, unused_method_cfg
+    from crlbench.suite import expand
+    from crlbench.validate import unused_method_cfg
 
     suite, overrides = _split_suite(args.overrides)
     if suite is None:
@@ -122,16 +121,17 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     specs = expand(cfg)
     for warning in unused_method_cfg(cfg):
         _note(f"warning: {warning}")
-    for name in cfg.dataset:
-        check_available(name, root=cfg.data.root, download=cfg.data.download,
-                        folders=dict(cfg.data.folders), use_unlabeled=cfg.data.use_unlabeled)
-    executor = get_executor(cfg)
+    for source in {spec.dataset: spec.source for spec in specs}.values():
+        check_source(source, root=cfg.data.root, download=cfg.data.download,
+                     use_unlabeled=cfg.data.use_unlabeled)
+    cache = DatasetCache()
+    executor = get_executor(cfg, cache)
     store = Path(cfg.results.dir)
     if not args.dry_run:
         # reads the datasets of the runs still to do: bad files stop here, before any record
-        preflight(pending(specs, store, args.force)[0])
+        preflight(pending(specs, store, args.force)[0], cache)
         if cfg.executor == "ray":
-            clear_cache()  # the trials read their own; the driver need not hold it
+            cache.clear()  # the trials read their own; the driver need not hold it
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
@@ -173,18 +173,15 @@ def _print_plan(console: Console, cfg, specs, store: Path) -> None:
 
 def _print_table(console: Console, store: Path, suite: str, run_ids: set[str]) -> None:
     """The headline metrics of this run's records; `crlbench table` shows every metric."""
-    from crlbench.report import render, summarize
-    from crlbench.report.metrics import DEFAULT_ORDER
+    from crlbench.report.output import headline
     from crlbench.store import scan
 
     records = [r for r in scan(store, [suite]).records if r["run_id"] in run_ids]
-    ok = [r for r in records if r["status"] == "ok"]
-    if not ok:
+    table, more = headline(records, console.width)
+    if table is None:
         return
-    present = {name for r in ok for name in r["metrics"]}
-    headline = [m for m in DEFAULT_ORDER if m in present] or None
-    console.print(render(summarize(records, metrics=headline), "terminal", width=console.width))
-    if headline and present - set(headline):
+    console.print(table)
+    if more:
         console.print(f"more metrics: crlbench table suite={suite} results.dir={store}",
                       markup=False, highlight=False)
 
@@ -235,28 +232,16 @@ def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
 
 
 def cmd_table(args: argparse.Namespace, console: Console) -> int:
-    from rich.console import Group
-
-    from crlbench.report import mixed_configs, render, summarize
-    from crlbench.report.provenance import conventions_line, provenance
+    from crlbench.report import mixed_configs
+    from crlbench.report.output import table_output
 
     filters = _parse_filters(args.filters)
     _, records = _scan(filters)
-    summary = summarize(records, datasets=filters.get("dataset"),
-                        metrics=filters.get("metric"), methods=filters.get("method"))
     shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
+    out = table_output(records, args.format, width=console.width, plain=bool(args.output),
+                       metrics=filters.get("metric"), **shown)
     for warning in mixed_configs(records, **shown):
         _note(f"warning: {warning}")
-    out = render(summary, args.format, width=console.width)
-    lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))
-             if line]
-    if not isinstance(out, str):
-        out = _as_text(out) if args.output else out
-    if lines and args.format in ("markdown", "terminal"):
-        out = (out + "".join(f"\n{line}\n" for line in lines) if isinstance(out, str)
-               else Group(out, *(Text(line) for line in lines)))
-    elif lines and args.format == "latex":
-        out = "".join(f"% {line}\n" for line in lines) + out
     if args.output:
         args.output.write_text(out)
     elif isinstance(out, str):
@@ -264,12 +249,6 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print(out)
     return 0
-
-
-def _as_text(table) -> str:
-    buf = Console(record=True, width=200, file=io.StringIO())
-    buf.print(table)
-    return buf.export_text()
 
 
 def cmd_plot(args: argparse.Namespace, console: Console) -> int:
@@ -363,7 +342,7 @@ def cmd_methods(args: argparse.Namespace, console: Console) -> int:
     # a method's version (a built-in's own, a plugin's package's) is in its runs' identity
     table, broken = _plugin_table(methods, lambda cls: cls.summary(), "crlbench methods",
                                   _protocol_problem if args.check else None,
-                                  version=lambda entry: method_version(entry.name))
+                                  version=method_version)
     console.print(table)
     return 1 if broken and args.check else 0
 
@@ -405,7 +384,7 @@ def cmd_new_method(args: argparse.Namespace, console: Console) -> int:
 def cmd_suites(args: argparse.Namespace, console: Console) -> int:
     import yaml
 
-    from crlbench.config import shipped_suites
+    from crlbench.loader import shipped_suites
 
     table = Table("suite", "description", title="shipped suites (crlbench run suite=NAME)")
     for name, path in sorted(shipped_suites().items()):

@@ -17,11 +17,10 @@ import json
 
 import torch
 
-from crlbench import registry
 from crlbench.backbones import check_image_size
-from crlbench.data import load_dataset, long_tail_counts
-from crlbench.errors import UserError
+from crlbench.data import DatasetCache, long_tail_counts
 from crlbench.suite import RunSpec
+from crlbench.validate import check_batch_fits, check_long_tail_source
 
 
 def _training_size(data, d: dict, rho: float) -> int:
@@ -33,34 +32,31 @@ def _training_size(data, d: dict, rho: float) -> int:
     return sum(long_tail_counts(n_max, data.num_classes, rho))
 
 
-def check_data(specs: list[RunSpec]) -> None:
+def check_data(specs: list[RunSpec], cache: DatasetCache | None = None) -> None:
     """Each run's dataset read in full with that run's data settings (once per distinct
-    setting), and each run's batch size against its (possibly long-tailed) training split."""
+    setting, through the executor's cache, so that its first run need not read it again), and
+    each run's batch size against its (possibly long-tailed) training split."""
+    cache = cache if cache is not None else DatasetCache()
     groups: dict[tuple[str, str], list[RunSpec]] = {}
     for spec in specs:
         key = (spec.dataset, json.dumps(spec.config["data"], sort_keys=True))
         groups.setdefault(key, []).append(spec)
     for (name, _), group in groups.items():
         d = group[0].config["data"]
-        data = load_dataset(name, root=d["root"], download=d["download"],
-                            image_size=d["image_size"], folders=dict(d["folders"]),
-                            use_unlabeled=d["use_unlabeled"])
+        data = cache.load(group[0].source, root=d["root"], download=d["download"],
+                          image_size=d["image_size"], use_unlabeled=d["use_unlabeled"])
         for spec in group:
             check_image_size(spec.config["backbone"]["name"], data.image_size)
-            if not registry.methods.get(spec.method).trainable:
+            if not spec.plugin.obj.trainable:
                 continue
             rho = float(spec.variant.get("imbalance", 1.0))
-            if rho != 1.0 and data.unlabeled_images is not None and d["use_unlabeled"]:
-                raise UserError(f"an imbalanced {name} needs data.use_unlabeled=false: the "
-                                "unlabeled split has no classes to make long-tailed")
-            size = _training_size(data, d, rho)
-            batch = spec.config["train"]["batch_size"]
-            if batch > size:
-                where = f" at imbalance {rho:g}" if rho != 1.0 else ""
-                raise UserError(f"train.batch_size={batch} is larger than the {size} training "
-                                f"images of {name}{where}; use train.batch_size<={size}")
+            if rho != 1.0:
+                check_long_tail_source(name, data.unlabeled_images is not None,
+                                       d["use_unlabeled"])
+            check_batch_fits(spec.config["train"]["batch_size"], _training_size(data, d, rho),
+                             name, rho)
 
 
-def preflight(specs: list[RunSpec]) -> None:
+def preflight(specs: list[RunSpec], cache: DatasetCache | None = None) -> None:
     """Every check above on the runs still to do."""
-    check_data(specs)
+    check_data(specs, cache)

@@ -6,7 +6,6 @@ only says how to turn augmented views into a loss. See docs/plugins.md, "The met
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -115,10 +114,6 @@ class Method(nn.Module):
         """The first line of the class docstring: what `crlbench methods` shows."""
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0].strip() if doc else ""
-
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return dataclasses.asdict(cls.Config())
 
     @classmethod
     def preset_values(cls, preset: str | None = None) -> dict[str, Any]:

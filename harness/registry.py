@@ -12,27 +12,11 @@ from __future__ import annotations
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import EntryPoint, distributions
 from typing import Any
 
 from crlbench.errors import UserError
-
-
-@dataclass(frozen=True)
-class PluginEntry:
-    """One registered name: where it comes from, and what loading it gave."""
-
-    name: str
-    target: str  # "module:attribute"
-    package: str  # the distribution that declares the entry point
-    version: str
-    obj: Any = None  # the loaded object, when loading worked
-    error: str | None = None  # why it is unusable, one line
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+from crlbench.plugin import BUILTIN_PACKAGE, PluginEntry
 
 
 def _group_entry_points(group: str) -> list[EntryPoint]:
@@ -113,6 +97,11 @@ class Registry:
         return sorted(e.name for e in self.entries() if e.ok)
 
     def get(self, name: str) -> Any:
+        """The object registered as `name`; UserError if unknown, claimed twice or broken."""
+        return self.entry(name).obj
+
+    def entry(self, name: str) -> PluginEntry:
+        """The entry registered as `name`; UserError if unknown, claimed twice or broken."""
         claims = self._discover().get(name)
         if not claims:
             raise UserError(
@@ -125,14 +114,8 @@ class Registry:
             raise UserError(self._duplicate_message(name, claims))
         entry = claims[0]
         if entry.error:
-            raise UserError(
-                f"{self.kind} {name!r} from package {entry.package} is unusable: {entry.error}"
-            )
-        return entry.obj
-
-    def entry(self, name: str) -> PluginEntry:
-        self.get(name)  # raises for unknown / duplicate / broken
-        return self._discover()[name][0]
+            raise UserError(f"{entry.describe(self.kind)} is unusable: {entry.error}")
+        return entry
 
     def _duplicate_message(self, name: str, claims: list[PluginEntry]) -> str:
         who = " and ".join(f"{c.package} ({c.target})" for c in claims)
@@ -166,12 +149,14 @@ def _check_evaluator(name: str, obj: Any) -> str | None:
 methods = Registry("crlbench.methods", "method", _check_method)
 datasets = Registry("crlbench.datasets", "dataset", _check_dataset)
 evaluators = Registry("crlbench.evaluators", "evaluator", _check_evaluator)
-BUILTIN_PACKAGE = "crlbench"  # the distribution whose entries are the built-ins
 
 
-def method_version(name: str) -> str:
-    """The implementation version of a registered method, part of its runs' identity: a
+def method_version(entry: PluginEntry) -> str:
+    """The implementation version of a resolved method, part of its runs' identity: a
     built-in's `version` attribute (bumped when its numbers can change), a plugin's package
     version (bump it when the method changes)."""
-    entry = methods.entry(name)
-    return str(entry.obj.version) if entry.package == BUILTIN_PACKAGE else entry.version
+    return str(entry.obj.version) if entry.builtin else entry.version
+
+
+__all__ = ["BUILTIN_PACKAGE", "PluginEntry", "Registry", "datasets", "evaluators",
+           "method_version", "methods"]

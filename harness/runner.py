@@ -1,8 +1,13 @@
-"""One run, start to end: data -> augment -> backbone + method -> trainer -> embed -> evaluate.
+"""One run, start to end, in stages: data -> build -> train -> embed -> evaluate.
 
-`execute(spec, store)` never raises for a failed run (except KeyboardInterrupt): it returns the
-record, with status "failed" and the error when something broke, after writing it to the store.
-Executors call it; it knows nothing about how runs are scheduled.
+Each stage fills its section of the record (`data`, `method_details`, `train`, the metrics);
+the embed stage computes, beyond the features, the inputs that the run's evaluators declare
+(`crlbench.evaluate.INPUTS`), so the runner names no particular evaluator. The spec arrives
+resolved (its method class, dataset source and evaluators), and the dataset comes from the
+executor's cache. `execute(spec, store)` never raises for a failed run (except
+KeyboardInterrupt): it returns the record, with status "failed" and the error when something
+broke, after writing it to the store. Executors call it; it knows nothing about how runs are
+scheduled.
 """
 
 from __future__ import annotations
@@ -12,21 +17,21 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
-from crlbench.data import ImageData, load_dataset, long_tail_indices
+from crlbench.data import DatasetCache, ImageData, long_tail_indices
 from crlbench.environment import environment
 from crlbench.errors import NonFiniteLoss
-from crlbench.evaluate import Embeddings, cluster_split, evaluate
+from crlbench.evaluate import Embeddings, cluster_split, evaluate, evaluator_needs
 from crlbench.evaluate.conventions import conventions, trained_on
 from crlbench.evaluate.evaluators import sample_rows
 from crlbench.preprocess import Normalizer, channel_stats
@@ -35,6 +40,7 @@ from crlbench.seeding import derive_seed, seed_everything
 from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
 from crlbench.suite import RunSpec
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
+from crlbench.validate import check_batch_fits, check_long_tail_source
 
 # keep a dataset on the GPU when it takes at most this share of the free memory
 GPU_DATA_FRACTION = 0.25
@@ -107,23 +113,28 @@ def embed_pairs(method: Method, images: Tensor, prepare, batch_size: int, device
     return torch.cat(first), torch.cat(second)
 
 
-def _geometry_inputs(emb: Embeddings, method: Method, images: Tensor, augmenter: Augmenter,
-                     prepare, batch_size: int, device: torch.device, amp: bool,
-                     samples: int | None, seed: int) -> None:
-    """The positive pairs and point sets the geometry evaluator scores, on all test images or
-    a seeded sample of `samples`: a method's own positive pairs when it defines
-    `positive_pairs` (uniformity of each side), else two augmented views of the backbone
-    features (uniformity of the test features)."""
+def _pair_inputs(emb: Embeddings, method: Method, images: Tensor, augmenter: Augmenter,
+                 prepare, batch_size: int, device: torch.device, amp: bool,
+                 samples: int | None, seed: int, needs: frozenset[str]) -> None:
+    """The "view_pairs" and "augmented_views" inputs (see crlbench.evaluate.INPUTS), on all
+    test images or a seeded sample of `samples`: view_pairs are a method's own positive pairs
+    when it defines `positive_pairs` (with the uniformity of each side), else two augmented
+    views of the backbone features (with the uniformity of the test features)."""
     rows = sample_rows(len(images), samples or len(images), seed)
     if rows is not None:
         images = images[rows]
-    if hasattr(method, "positive_pairs"):
+    own = hasattr(method, "positive_pairs")
+    if "augmented_views" in needs or ("view_pairs" in needs and not own):
+        emb.augmented_views = embed_views(method, images, augmenter, prepare, batch_size,
+                                          device, amp, seed)
+    if "view_pairs" not in needs:
+        return
+    if own:
         emb.view_pairs = embed_pairs(method, images, prepare, batch_size, device, amp)
         emb.uniformity_sets = list(emb.view_pairs)
         emb.pair_source = "method"
         return
-    emb.view_pairs = embed_views(method, images, augmenter, prepare, batch_size, device, amp,
-                                 seed)
+    emb.view_pairs = emb.augmented_views
     if rows is not None:
         emb.uniformity_sets = [emb.test[rows.to(emb.test.device)]]
 
@@ -167,14 +178,14 @@ def _now() -> str:
 
 def new_record(spec: RunSpec) -> dict[str, Any]:
     """The fields of a record that the spec alone determines."""
-    entry = registry.methods.entry(spec.method)
     return {
         "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
         "suite": spec.suite, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
         "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
         "method_version": spec.method_version,
-        "method_package": {"name": entry.package, "version": entry.version,
-                           "target": entry.target},
+        "method_package": spec.plugin.provenance(),
+        "dataset_package": spec.source.provenance(),
+        "evaluator_packages": {e.name: e.provenance() for e in spec.evaluators},
         "started": _now(),
     }
 
@@ -188,8 +199,10 @@ def record_failure(spec: RunSpec, store: Path, error: dict[str, Any]) -> dict[st
     return record
 
 
-def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
-    """Run one spec and write its record; return the record."""
+def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
+            cache: DatasetCache | None = None) -> dict[str, Any]:
+    """Run one spec and write its record; return the record. `cache`: the executor's dataset
+    cache (None: the dataset is read for this run alone)."""
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
     record = new_record(spec)
@@ -199,7 +212,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None) -
         device = resolve_device(spec.config["device"])
         record["environment"] = environment(device)
         record["deterministic"] = device.type == "cpu"
-        _run(spec, path, device, timer, record, on_epoch)
+        _run(spec, path, device, timer, record, on_epoch, cache or DatasetCache())
         record["status"] = "ok"
         record["error"] = None
     except KeyboardInterrupt:
@@ -236,96 +249,134 @@ def _imbalanced(data: ImageData, spec: RunSpec) -> ImageData:
     rho = float(spec.variant.get("imbalance", 1.0))
     if rho == 1.0:
         return data
-    if data.unlabeled_images is not None and spec.config["data"]["use_unlabeled"]:
-        raise ValueError(f"an imbalanced {spec.dataset} needs data.use_unlabeled=false: the "
-                         "unlabeled split has no classes to make long-tailed")
+    check_long_tail_source(spec.dataset, data.unlabeled_images is not None,
+                           spec.config["data"]["use_unlabeled"])
     keep = long_tail_indices(data.train_labels, data.num_classes, rho,
                              derive_seed(spec.seed, 3, 1))
     return dataclasses.replace(data, train_images=data.train_images[keep],
                                train_labels=data.train_labels[keep])
 
 
-def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
-         record: dict[str, Any], on_epoch: EpochCallback | None) -> None:
-    cfg = OmegaConf.create(spec.config)
-    seed_everything(spec.seed)
-    with timer.phase("data"):
-        data: ImageData = load_dataset(
-            spec.dataset, root=cfg.data.root, download=cfg.data.download,
-            image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
-            use_unlabeled=cfg.data.use_unlabeled)
-        data = _imbalanced(data, spec)
-        pretrain = data.pretrain_images(cfg.data.use_unlabeled, cfg.data.train_split)
-        mean, std = channel_stats(data.train_images)
-        prepare = Normalizer(mean, std, device)
-        train_images = _place(pretrain, device, cfg.data.on_device)
-    record["data"] = {"train_size": len(data.train_images), "test_size": len(data.test_images),
-                      "pretrain_size": len(pretrain), "num_classes": data.num_classes,
-                      "train_split": trained_on(cfg.data.train_split, data.unlabeled_images
-                                                is not None and cfg.data.use_unlabeled),
-                      "image_size": data.image_size, "channels": data.channels,
-                      "mean": mean, "std": std, "on_device": train_images.device.type,
-                      "train_class_counts": torch.bincount(
-                          data.train_labels, minlength=data.num_classes).tolist()}
+@dataclass
+class _Data:
+    """What the data stage hands to the later ones."""
 
-    cls = registry.methods.get(spec.method)
-    with timer.phase("build"):
-        backbone, dim = build_backbone(cfg.backbone.name, channels=data.channels,
-                                       image_size=data.image_size,
-                                       small_stem=cfg.backbone.small_stem,
-                                       width=cfg.backbone.width)
-        per_epoch = steps_per_epoch(len(pretrain), cfg.train.batch_size)
-        if cls.trainable and per_epoch == 0:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the "
-                             f"{len(pretrain)} training images of {spec.dataset}")
-        ctx = RunContext(
-            feature_dim=dim, num_classes=data.num_classes,
-            num_clusters=int(spec.variant.get("k", data.num_classes)),
-            dataset_size=len(pretrain), device=device, total_steps=per_epoch * cfg.train.epochs,
-            steps_per_epoch=per_epoch, epochs=cfg.train.epochs, seed=spec.seed,
-            image_size=data.image_size, channels=data.channels,
-            input_mean=tuple(mean), input_std=tuple(std))
-        method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
-    record["method_details"] = method.describe()
+    data: ImageData
+    pretrain: Tensor  # the images training sees, on the CPU
+    train_images: Tensor  # the same, where training reads them (the GPU when they fit)
+    prepare: Normalizer
+    mean: list[float]
+    std: list[float]
 
-    amp = device.type == "cuda" and cfg.train.precision != "fp32"
-    augmenter = Augmenter.from_config(cfg.augment, data.image_size)
-    record["augment"] = augmenter.describe()
+
+def _data_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
+                cache: DatasetCache) -> tuple[_Data, dict[str, Any]]:
+    data = cache.load(spec.source, root=cfg.data.root, download=cfg.data.download,
+                      image_size=cfg.data.image_size, use_unlabeled=cfg.data.use_unlabeled)
+    data = _imbalanced(data, spec)
+    pretrain = data.pretrain_images(cfg.data.use_unlabeled, cfg.data.train_split)
+    mean, std = channel_stats(data.train_images)
+    train_images = _place(pretrain, device, cfg.data.on_device)
+    unlabeled = data.unlabeled_images is not None and cfg.data.use_unlabeled
+    section = {"train_size": len(data.train_images), "test_size": len(data.test_images),
+               "pretrain_size": len(pretrain), "num_classes": data.num_classes,
+               "train_split": trained_on(cfg.data.train_split, unlabeled),
+               "image_size": data.image_size, "channels": data.channels,
+               "mean": mean, "std": std, "on_device": train_images.device.type,
+               "train_class_counts": torch.bincount(
+                   data.train_labels, minlength=data.num_classes).tolist()}
+    return _Data(data, pretrain, train_images, Normalizer(mean, std, device), mean,
+                 std), section
+
+
+def _build_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
+                 d: _Data) -> tuple[Method, RunContext, dict[str, Any]]:
+    cls = spec.plugin.obj
+    backbone, dim = build_backbone(cfg.backbone.name, channels=d.data.channels,
+                                   image_size=d.data.image_size,
+                                   small_stem=cfg.backbone.small_stem,
+                                   width=cfg.backbone.width)
     if cls.trainable:
-        setup = TrainSetup(images=train_images, augment=augmenter, prepare=prepare,
+        check_batch_fits(cfg.train.batch_size, len(d.pretrain), spec.dataset,
+                         float(spec.variant.get("imbalance", 1.0)))
+    per_epoch = steps_per_epoch(len(d.pretrain), cfg.train.batch_size)
+    ctx = RunContext(
+        feature_dim=dim, num_classes=d.data.num_classes,
+        num_clusters=int(spec.variant.get("k", d.data.num_classes)),
+        dataset_size=len(d.pretrain), device=device, total_steps=per_epoch * cfg.train.epochs,
+        steps_per_epoch=per_epoch, epochs=cfg.train.epochs, seed=spec.seed,
+        image_size=d.data.image_size, channels=d.data.channels,
+        input_mean=tuple(d.mean), input_std=tuple(d.std))
+    method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
+    return method, ctx, method.describe()
+
+
+def _train_stage(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
+                 method: Method, augmenter: Augmenter, path: Path,
+                 on_epoch: EpochCallback | None) -> tuple[TrainResult, dict[str, Any]]:
+    cls = spec.plugin.obj
+    if cls.trainable:
+        setup = TrainSetup(images=d.train_images, augment=augmenter, prepare=d.prepare,
                            cfg=cfg.train, seed=spec.seed, device=device,
                            checkpoint_dir=checkpoint_dir(path),
                            eval_batch_size=cfg.eval.batch_size, on_epoch=on_epoch)
-        with timer.phase("train"):
-            result = train(method, setup)
+        result = train(method, setup)
     else:
         result = TrainResult()
-    record["history"] = result.history
-    record["train"] = {"steps": result.steps, "seconds": result.seconds,
-                       "samples_per_s": result.samples_per_s, "views": cls.num_views,
-                       "resumed_from_epoch": result.resumed_from_epoch}
+    return result, {"steps": result.steps, "seconds": result.seconds,
+                    "samples_per_s": result.samples_per_s, "views": cls.num_views,
+                    "resumed_from_epoch": result.resumed_from_epoch}
 
-    with timer.phase("embed"):
-        eb = cfg.eval.batch_size
-        emb = Embeddings(
-            train=embed(method, data.train_images, prepare, eb, device, amp),
-            train_labels=data.train_labels.to(device),
-            test=embed(method, data.test_images, prepare, eb, device, amp),
-            test_labels=data.test_labels.to(device), num_classes=data.num_classes,
-            num_clusters=ctx.num_clusters)
-        for split, features in (("train", emb.train), ("test", emb.test)):
-            check_finite_features(split, features)
-        feats, labels = cluster_split(emb, cfg.eval.cluster_split)
+
+def _embed_stage(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
+                 method: Method, ctx: RunContext, augmenter: Augmenter,
+                 amp: bool) -> Embeddings:
+    """The features, and the further inputs that the run's evaluators declare they need."""
+    eb = cfg.eval.batch_size
+    emb = Embeddings(
+        train=embed(method, d.data.train_images, d.prepare, eb, device, amp),
+        train_labels=d.data.train_labels.to(device),
+        test=embed(method, d.data.test_images, d.prepare, eb, device, amp),
+        test_labels=d.data.test_labels.to(device), num_classes=d.data.num_classes,
+        num_clusters=ctx.num_clusters)
+    for split, features in (("train", emb.train), ("test", emb.test)):
+        check_finite_features(split, features)
+    feats, labels = cluster_split(emb, cfg.eval.cluster_split)
+    emb.cluster_labels = labels
+    needs = frozenset().union(*(evaluator_needs(e) for e in spec.evaluators))
+    if "head_logits" in needs:
         emb.head_logits = head_logits(method, feats, eb)
-        emb.cluster_labels = labels
-        if "geometry" in cfg.eval.metrics:
-            _geometry_inputs(emb, method, data.test_images, augmenter, prepare, eb, device,
-                             amp, cfg.eval.geometry_samples, seed=derive_seed(spec.seed, 1, 7))
+    if needs & {"view_pairs", "augmented_views"}:
+        _pair_inputs(emb, method, d.data.test_images, augmenter, d.prepare, eb, device, amp,
+                     cfg.eval.geometry_samples, derive_seed(spec.seed, 1, 7), needs)
+    return emb
+
+
+def _evaluate_stage(spec: RunSpec, cfg: DictConfig, emb: Embeddings,
+                    train_split: str) -> dict[str, Any]:
+    result = evaluate(emb, cfg.eval, seed=spec.seed, evaluators=spec.evaluators)
+    return {"metrics": result.metrics, "eval_details": result.details,
+            "feature_dim": int(emb.train.shape[1]), "cluster_split": cfg.eval.cluster_split,
+            "conventions": conventions(spec.config, train_split, emb.pair_source)}
+
+
+def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
+         record: dict[str, Any], on_epoch: EpochCallback | None, cache: DatasetCache) -> None:
+    """The run's stages in order, each timed, each filling its section of the record."""
+    cfg = OmegaConf.create(spec.config)
+    seed_everything(spec.seed)
+    with timer.phase("data"):
+        d, record["data"] = _data_stage(spec, cfg, device, cache)
+    with timer.phase("build"):
+        method, ctx, record["method_details"] = _build_stage(spec, cfg, device, d)
+    amp = device.type == "cuda" and cfg.train.precision != "fp32"
+    augmenter = Augmenter.from_config(cfg.augment, d.data.image_size)
+    record["augment"] = augmenter.describe()
+    with timer.phase("train"):
+        result, record["train"] = _train_stage(spec, cfg, device, d, method, augmenter, path,
+                                               on_epoch)
+    record["history"] = result.history
+    with timer.phase("embed"):
+        emb = _embed_stage(spec, cfg, device, d, method, ctx, augmenter, amp)
     with timer.phase("evaluate"):
-        result_eval = evaluate(emb, cfg.eval, seed=spec.seed)
-    record["metrics"] = result_eval.metrics
-    record["eval_details"] = result_eval.details
-    record["feature_dim"] = int(emb.train.shape[1])
-    record["cluster_split"] = cfg.eval.cluster_split
-    record["conventions"] = conventions(spec.config, record["data"]["train_split"],
-                                        emb.pair_source)
+        record.update(_evaluate_stage(spec, cfg, emb, record["data"]["train_split"]))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from crlbench import registry
-from crlbench.augment import Augmenter
-from crlbench.backbones import check_backbone_name
 from crlbench.config import SuiteConfig, check_choices, to_dict
-from crlbench.data import dataset_channels, resolve_dataset
+from crlbench.data import DatasetSource
 from crlbench.errors import UserError
-from crlbench.store import RESERVED
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+from crlbench.plugin import PluginEntry
+from crlbench.resolve import resolve_evaluators, resolve_method
+from crlbench.validate import check_names, check_sweep, check_values, check_variants
 
 
 @dataclass(frozen=True)
@@ -42,6 +39,11 @@ class RunSpec:
     config_id: str  # the hash without the seed: runs that differ only in seed share it
     variant: dict[str, Any] = field(default_factory=dict)
     method_version: str = ""  # the method's implementation version (in run_id)
+    # Resolved once, at expansion: what the run receives instead of names (not in run_id,
+    # which hashes the names and the method's version).
+    plugin: PluginEntry | None = field(default=None, repr=False)  # the method
+    source: DatasetSource | None = field(default=None, repr=False)  # the dataset
+    evaluators: tuple[PluginEntry, ...] = field(default=(), repr=False)  # eval.metrics'
 
     @property
     def label(self) -> str:
@@ -49,11 +51,12 @@ class RunSpec:
         return f"{self.method}/{self.dataset} seed={self.seed}{extra}"
 
 
-def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
+def method_config(method: str | PluginEntry, overrides: dict[str, Any] | None) -> dict[str, Any]:
     """The method's Config dataclass with its preset's values (for a method with presets: the
     one `overrides` names, else Config's default) and then the suite's overrides merged in,
-    validated."""
-    cls = registry.methods.get(name)
+    validated. `method`: a resolved method, or a registered name."""
+    entry = resolve_method(method) if isinstance(method, str) else method
+    name, cls = entry.name, entry.obj
     schema = OmegaConf.structured(cls.Config)
     overrides = overrides or {}
     try:
@@ -87,13 +90,6 @@ def method_config(name: str, overrides: dict[str, Any] | None) -> dict[str, Any]
     return resolved
 
 
-def unused_method_cfg(cfg: DictConfig) -> list[str]:
-    """Warnings for method_cfg sections of methods this run does not include (no effect)."""
-    unused = [name for name in cfg.method_cfg if name not in cfg.method]
-    return [f"method_cfg.{name} is set but {name} is not among this run's methods "
-            f"({', '.join(cfg.method)}); it has no effect" for name in unused]
-
-
 def run_id_of(payload: dict[str, Any]) -> str:
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -113,122 +109,22 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
     return part
 
 
-def _check_names(cfg: DictConfig) -> None:
-    for key in ("method", "dataset", "seeds"):
-        if len(cfg[key]) == 0:
-            raise UserError(f"'{key}' is empty; give at least one, e.g. {key}=[...]")
-        if len(set(cfg[key])) != len(cfg[key]):
-            raise UserError(f"'{key}' lists a value twice: {list(cfg[key])}")
-    if not _SAFE_NAME.match(cfg.name):
-        raise UserError(f"suite name {cfg.name!r} must be letters, digits, '_', '.', '+', '-'")
-    if cfg.name in RESERVED:
-        raise UserError(f"suite name {cfg.name!r} is reserved (results/{cfg.name}/ holds "
-                        "crlbench's own output); name the suite otherwise")
-    for kind, names in (("method", cfg.method), ("dataset", cfg.dataset)):
-        for name in names:  # names become folders of the results store
-            if not _SAFE_NAME.match(name):
-                raise UserError(f"{kind} name {name!r} must be letters, digits, '_', '.', '+', "
-                                "'-' (it names a folder of the results store)")
-    for name in cfg.method:
-        registry.methods.get(name)
-    for name in cfg.method_cfg:
-        if name not in registry.methods.names():
-            raise UserError(
-                f"method_cfg names unknown method {name!r}; valid methods: "
-                f"{', '.join(registry.methods.names())}"
-            )
-    for name in cfg.dataset:
-        resolve_dataset(name, cfg.data.folders)  # unknown or unusable: one line naming it
-    for method in cfg.method:
-        accepts = registry.methods.get(method).input_channels
-        for name in cfg.dataset:
-            channels = dataset_channels(name, cfg.data.folders)
-            if accepts is not None and channels not in accepts:
-                raise UserError(
-                    f"method {method!r} needs images with {' or '.join(map(str, accepts))} "
-                    f"channels; dataset {name!r} has {channels} (drop one of them from the suite)"
-                )
-    check_backbone_name(cfg.backbone.name)
-    Augmenter.from_config(cfg.augment, out_size=32)  # family and overrides, checked up front
-
-
-def _at_least_1(values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        if value < 1:
-            raise UserError(f"'{key}' must be at least 1, got {value}")
-
-
-def check_eval(ev: DictConfig) -> None:
-    """The ranges of an `eval` section (a suite's, or the speed benchmark's)."""
-    _at_least_1({"eval.batch_size": ev.batch_size, "eval.kmeans_restarts": ev.kmeans_restarts,
-                 "eval.linear.epochs": ev.linear.epochs})
-    if not 0 < ev.linear.val_fraction < 1:
-        raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
-                        f"{ev.linear.val_fraction}")
-    if ev.geometry_samples is not None and ev.geometry_samples < 2:
-        raise UserError("'eval.geometry_samples' must be at least 2 (uniformity needs pairs) or "
-                        f"null for every test image, got {ev.geometry_samples}")
-    if any(k < 1 for k in ev.knn_k):
-        raise UserError(f"'eval.knn_k' values must be at least 1, got {list(ev.knn_k)}")
-    if any(k < 1 for k in ev.retrieval_k):
-        raise UserError(f"'eval.retrieval_k' values must be at least 1, got {list(ev.retrieval_k)}")
-    if not 2 <= ev.kest_min_k <= ev.kest_max_k:
-        raise UserError("K estimation needs 2 <= eval.kest_min_k <= eval.kest_max_k, got "
-                        f"kest_min_k={ev.kest_min_k}, kest_max_k={ev.kest_max_k}")
-    _at_least_1({"eval.kest_restarts": ev.kest_restarts})
-    if ev.kest_sample < 3:
-        raise UserError(f"'eval.kest_sample' must be at least 3, got {ev.kest_sample}")
-    for name in ev.metrics:
-        registry.evaluators.get(name)  # unknown, duplicate or broken: one line naming it
-
-
-def _check_values(cfg: DictConfig) -> None:
-    _at_least_1({"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
-                 "train.checkpoint_every": cfg.train.checkpoint_every})
-    if cfg.data.image_size is not None and cfg.data.image_size < 4:
-        raise UserError(f"'data.image_size' must be at least 4, got {cfg.data.image_size}")
-    if cfg.train.optimizer.lr <= 0:
-        raise UserError(f"'train.optimizer.lr' must be positive, got {cfg.train.optimizer.lr}")
-    check_eval(cfg.eval)
-
-
-_NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",
-              "executor", "device", "resources", "ray", "variant")
-
-
-def _harness_variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
+def _harness_variants(cfg: DictConfig, method: PluginEntry) -> list[dict[str, Any]]:
     """variant.imbalance and variant.k combinations; K only varies methods with cluster heads."""
     axes: list[tuple[str, list[Any]]] = []
     if len(cfg.variant.imbalance):
-        rhos = [float(r) for r in cfg.variant.imbalance]
-        if any(r < 1 for r in rhos):
-            raise UserError(f"'variant.imbalance' values are ratios rho >= 1, got {rhos}")
-        if cfg.data.train_split != "train" and any(r != 1 for r in rhos):
-            raise UserError("'variant.imbalance' makes the train split long-tailed; training "
-                            f"on data.train_split={cfg.data.train_split} would add the balanced "
-                            "test split to it: use data.train_split=train")
-        axes.append(("imbalance", rhos))
-    if len(cfg.variant.k) and hasattr(registry.methods.get(method), "cluster_logits"):
-        ks = [int(k) for k in cfg.variant.k]
-        if any(k < 2 for k in ks):
-            raise UserError(f"'variant.k' values must be at least 2, got {ks}")
-        axes.append(("k", ks))
+        axes.append(("imbalance", [float(r) for r in cfg.variant.imbalance]))
+    if len(cfg.variant.k) and hasattr(method.obj, "cluster_logits"):
+        axes.append(("k", [int(k) for k in cfg.variant.k]))
     return [dict(zip([a for a, _ in axes], combo, strict=True))
             for combo in itertools.product(*(values for _, values in axes))]
 
 
-def _variants(cfg: DictConfig, method: str) -> list[dict[str, Any]]:
+def _variants(cfg: DictConfig, method: PluginEntry) -> list[dict[str, Any]]:
     """The sweep's combinations that concern `method` (its own method_cfg keys and all others),
     times the harness variants (imbalance ratio, number of clusters)."""
-    keys = []
-    for key in sorted(cfg.sweep):
-        top = key.split(".")[0]
-        if top in _NOT_SWEPT:
-            raise UserError(f"sweep cannot vary '{key}'; list values of {top} directly instead")
-        if len(cfg.sweep[key]) == 0:
-            raise UserError(f"sweep.{key} lists no values")
-        if top != "method_cfg" or key.split(".")[1:2] == [method]:
-            keys.append(key)
+    keys = [key for key in sorted(cfg.sweep)
+            if not key.startswith("method_cfg.") or key.split(".")[1] == method.name]
     values = [list(cfg.sweep[k]) for k in keys]
     sweeps = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
     return [{**s, **h} for s in sweeps for h in _harness_variants(cfg, method)]
@@ -254,17 +150,25 @@ def _apply(cfg: DictConfig, variant: dict[str, Any]) -> DictConfig:
 
 def expand(cfg: DictConfig) -> list[RunSpec]:
     """All runs of a suite in a stable order: method, dataset, variant, then seed."""
-    _check_names(cfg)
-    _check_values(cfg)
+    methods, sources = check_names(cfg)
+    check_values(cfg)
+    check_sweep(cfg)
+    check_variants(cfg)
+    # the evaluators of eval.metrics (which a sweep may vary), each list resolved once
+    evaluators_of: dict[tuple[str, ...], tuple[PluginEntry, ...]] = {}
     specs = []
-    for method in cfg.method:
-        trainable = registry.methods.get(method).trainable
-        version = registry.method_version(method)
-        for variant in _variants(cfg, method):
+    for method, entry in methods.items():
+        trainable = entry.obj.trainable
+        version = registry.method_version(entry)
+        for variant in _variants(cfg, entry):
             run = _apply(cfg, variant)
-            _check_values(run)
+            check_values(run)
             plain = to_dict(run)
-            method_cfg = method_config(method, plain["method_cfg"].get(method))
+            method_cfg = method_config(entry, plain["method_cfg"].get(method))
+            metrics = tuple(plain["eval"]["metrics"])
+            if metrics not in evaluators_of:
+                evaluators_of[metrics] = resolve_evaluators(metrics)
+            evaluators = evaluators_of[metrics]
             for dataset in cfg.dataset:
                 for seed in cfg.seeds:
                     run_cfg = {
@@ -282,6 +186,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         config=run_cfg, run_id=run_id_of(hashed), variant=variant,
                         method_version=version,
                         config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
+                        plugin=entry, source=sources[dataset], evaluators=evaluators,
                     ))
     order = {m: i for i, m in enumerate(cfg.method)}
     datasets = {d: i for i, d in enumerate(cfg.dataset)}

@@ -209,9 +209,9 @@ def test_non_finite_loss_fails_the_run_with_step_and_terms(tiny, tmp_path, plugi
 def test_live_progress_on_a_terminal(tiny, tmp_path):
     from rich.console import Console
 
-    from crlbench.config import load_suite
     from crlbench.executors import get_executor
     from crlbench.executors.progress import LiveProgress, make_progress
+    from crlbench.loader import load_suite
     from crlbench.suite import expand
 
     console = Console(file=io.StringIO(), force_terminal=True, width=120)

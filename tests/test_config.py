@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crlbench.config import load_suite, shipped_suites
 from crlbench.errors import UserError
+from crlbench.loader import load_suite, shipped_suites
 
 
 def test_overrides_apply_dotted_keys_lists_and_comma_lists():

@@ -17,29 +17,20 @@ from sklearn.datasets import load_digits
 
 from crlbench import registry
 from crlbench.data import (
-    DATASETS,
+    DatasetCache,
+    DatasetSource,
     ImageData,
     MissingDataError,
     catalog,
-    check_available,
-    clear_cache,
-    dataset_names,
-    load_dataset,
     mnist,
     resize,
     resize_images,
 )
 from crlbench.errors import UserError
+from crlbench.resolve import check_available, dataset_names, load_dataset, resolve_dataset
 
 BUILTINS = ["digits", "digits_rgb", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar20",
             "stl10"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
 
 
 # --- writers of the real formats -----------------------------------------------------------
@@ -147,14 +138,14 @@ def write_png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (
 
 
 def test_builtin_catalogue():
-    assert list(DATASETS) == BUILTINS
     assert registry.datasets.names() == sorted(BUILTINS)  # every built-in is registered
     for name in BUILTINS:
-        assert registry.datasets.get(name) is DATASETS[name]
-    for name, info in DATASETS.items():
-        assert info.name == name
-        assert info.summary and "\n" not in info.summary
-    assert (DATASETS["cifar20"].num_classes, DATASETS["stl10"].image_size) == (20, 96)
+        entry = registry.datasets.entry(name)
+        assert entry.builtin and entry.obj.name == name
+        assert entry.obj.summary and "\n" not in entry.obj.summary
+    infos = {name: registry.datasets.get(name) for name in BUILTINS}
+    assert (infos["cifar20"].num_classes, infos["stl10"].image_size) == (20, 96)
+    assert resolve_dataset("mnist").provenance()["target"] == "crlbench.data.catalog:MNIST"
 
 
 def test_dataset_names_adds_folders_and_refuses_clashes():
@@ -202,7 +193,6 @@ def test_digits_shapes_values_and_partition(tmp_path):
 
 def test_digits_split_is_fixed_and_stratified(tmp_path):
     first = load_dataset("digits", root=tmp_path)
-    clear_cache()
     np.random.seed(123)  # the split must not depend on global seeds
     torch.manual_seed(123)
     second = load_dataset("digits", root=tmp_path / "other")
@@ -237,7 +227,6 @@ def test_fashion_mnist_search_order(tmp_path, monkeypatch):
     data = load_dataset("fashion_mnist", root=tmp_path)
     assert int(data.train_images[0, 0, 0, 0]) == 50
     assert data.class_names[9] == "Ankle boot"
-    clear_cache()
     write_mnist(tmp_path / "FashionMNIST" / "raw", seed=7)  # torchvision's layout comes first
     assert int(load_dataset("fashion_mnist", root=tmp_path).train_images[0, 0, 0, 0]) == 7
 
@@ -437,7 +426,6 @@ def test_image_folder_val_and_errors(tmp_path):
     write_folder(root, test_dir="val")
     folders = {"f": str(root)}
     assert load_dataset("f", root=tmp_path, folders=folders).test_labels.tolist() == [1]
-    clear_cache()
     write_png(root / "val" / "bird" / "z.png", RED)
     with pytest.raises(UserError, match=r"'bird' .* not among the train classes \(cat, dog\)"):
         load_dataset("f", root=tmp_path, folders=folders)
@@ -498,11 +486,26 @@ def test_load_dataset_resizes_every_split(tmp_path):
 
 
 def test_cache_keeps_the_last_dataset(tmp_path):
-    first = load_dataset("digits", root=tmp_path)
-    assert load_dataset("digits", root=tmp_path) is first
-    resized = load_dataset("digits", root=tmp_path, image_size=12)
+    cache, digits = DatasetCache(), resolve_dataset("digits")
+    first = cache.load(digits, root=tmp_path)
+    assert cache.load(digits, root=tmp_path) is first
+    resized = cache.load(digits, root=tmp_path, image_size=12)
     assert resized is not first
-    assert load_dataset("digits", root=tmp_path) is not first  # only the last one is kept
+    assert cache.load(digits, root=tmp_path) is not first  # only the last one is kept
+    assert cache.loads == 3
+    cache.clear()
+    assert cache.load(digits, root=tmp_path) is not first and cache.loads == 4
+    # another cache (another executor) shares nothing; loading by name is never cached
+    assert DatasetCache().load(digits, root=tmp_path) is not first
+    assert load_dataset("digits", root=tmp_path) is not load_dataset("digits", root=tmp_path)
+
+
+def test_a_source_is_a_registered_dataset_or_a_folder(tmp_path):
+    folder = resolve_dataset("mine", {"mine": str(tmp_path)})
+    assert folder.folder == tmp_path and folder.entry is None and folder.channels == 3
+    assert folder.provenance() == {"folder": str(tmp_path)}
+    with pytest.raises(ValueError, match="not both"):
+        DatasetSource("x")
 
 
 def test_root_may_start_with_tilde(tmp_path, monkeypatch):
@@ -561,7 +564,6 @@ def test_digits_rgb_paints_the_digits_split_in_colour():
     assert rgb.train_images.shape == (len(grey.train_images), 3, 8, 8)
     assert torch.equal(rgb.train_labels, grey.train_labels)
     assert torch.equal(rgb.test_labels, grey.test_labels)
-    clear_cache()
     assert torch.equal(load_dataset("digits_rgb", root="/nonexistent").test_images,
                        rgb.test_images)  # the colours are fixed, not random per load
     # ink pixels are brighter than background pixels in every channel of every image

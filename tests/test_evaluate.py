@@ -16,16 +16,15 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from crlbench import registry
 from crlbench.config import EvalConfig
 from crlbench.errors import UserError
 from crlbench.evaluate import (
-    EVALUATORS,
     Embeddings,
     ari,
     cluster_scores,
     cluster_split,
     contingency,
-    evaluate,
     hungarian_accuracy,
     knn_accuracy,
     linear_probe,
@@ -33,6 +32,7 @@ from crlbench.evaluate import (
 )
 from crlbench.evaluate.kmeans import _kmeans_plus_plus, _lloyd, kmeans
 from crlbench.evaluate.linear import _Settings, _train, stratified_split
+from crlbench.resolve import evaluate_named
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -391,7 +391,7 @@ def _cfg(**overrides):
 
 
 def test_evaluate_returns_exactly_the_expected_metrics():
-    result = evaluate(_embeddings(), _cfg(knn_k=[5, 200]), seed=0)
+    result = evaluate_named(_embeddings(), _cfg(knn_k=[5, 200]), seed=0)
     head_names = {
         f"head{i}_k{k}_{m}" for i, k in enumerate([5, 3, 3]) for m in ("acc", "nmi", "ari")
     }
@@ -419,21 +419,21 @@ def test_evaluate_returns_exactly_the_expected_metrics():
 
 def test_evaluate_runs_only_the_named_evaluators():
     cfg = _cfg(metrics=["knn", "heads"], knn_k=[1, 3])
-    result = evaluate(_embeddings(heads=False), cfg, seed=0)
+    result = evaluate_named(_embeddings(heads=False), cfg, seed=0)
     assert set(result.metrics) == {"knn1_acc", "knn3_acc"}  # no heads: no head metrics
     assert set(result.details["timings_s"]) == {"knn", "heads"}
 
 
 def test_evaluate_unknown_evaluator_is_a_user_error_listing_the_valid_ones():
     with pytest.raises(UserError) as info:
-        evaluate(_embeddings(), _cfg(metrics=["knn", "retrievl"]), seed=0)
+        evaluate_named(_embeddings(), _cfg(metrics=["knn", "retrievl"]), seed=0)
     assert "retrievl" in str(info.value)
-    assert all(name in str(info.value) for name in EVALUATORS)
+    assert all(name in str(info.value) for name in registry.evaluators.names())
 
 
 def test_evaluate_is_deterministic_given_the_seed():
-    a = evaluate(_embeddings(), _cfg(), seed=3)
-    b = evaluate(_embeddings(), _cfg(), seed=3)
+    a = evaluate_named(_embeddings(), _cfg(), seed=3)
+    b = evaluate_named(_embeddings(), _cfg(), seed=3)
     assert a.metrics == b.metrics
 
 
@@ -446,7 +446,7 @@ def test_cluster_split():
     assert feats is emb.test and labels is emb.test_labels
     with pytest.raises(UserError, match="cluster split"):
         cluster_split(emb, "train")
-    result = evaluate(emb, _cfg(metrics=["kmeans"], cluster_split="test"), seed=0)
+    result = evaluate_named(emb, _cfg(metrics=["kmeans"], cluster_split="test"), seed=0)
     assert result.details["kmeans"]["split"] == "test"
 
 
@@ -459,13 +459,13 @@ def test_geometry_evaluator_scores_view_pairs_and_test_uniformity(monkeypatch):
     view_a = emb.test + 0.1 * torch.randn(emb.test.shape, generator=g)
     view_b = emb.test + 0.1 * torch.randn(emb.test.shape, generator=g)
     emb.view_pairs = (view_a, view_b)
-    result = evaluate(emb, _cfg(metrics=["geometry"]), seed=0)
+    result = evaluate_named(emb, _cfg(metrics=["geometry"]), seed=0)
     assert result.metrics == {"align": pytest.approx(alignment(view_a, view_b).item()),
                               "uniform": pytest.approx(uniformity(emb.test).item())}
     # above the sample size, uniformity is measured on a seeded subset
     monkeypatch.setattr(evaluators, "UNIFORMITY_SAMPLE", 10)
-    first = evaluate(emb, _cfg(metrics=["geometry"]), seed=3)
-    again = evaluate(emb, _cfg(metrics=["geometry"]), seed=3)
+    first = evaluate_named(emb, _cfg(metrics=["geometry"]), seed=3)
+    again = evaluate_named(emb, _cfg(metrics=["geometry"]), seed=3)
     assert first.details["geometry"]["uniformity_points"] == 10
     assert first.metrics == again.metrics
     assert first.metrics["uniform"] != result.metrics["uniform"]
@@ -473,4 +473,4 @@ def test_geometry_evaluator_scores_view_pairs_and_test_uniformity(monkeypatch):
 
 def test_geometry_without_views_is_an_error():
     with pytest.raises(ValueError, match="view_pairs"):
-        evaluate(_embeddings(heads=False), _cfg(metrics=["geometry"]), seed=0)
+        evaluate_named(_embeddings(heads=False), _cfg(metrics=["geometry"]), seed=0)

@@ -23,7 +23,6 @@ from crlbench.evaluate import (
     contingency,
     elbow_k,
     estimate_k,
-    evaluate,
     knee_index,
     precision_at_k,
     silhouette_score,
@@ -32,6 +31,7 @@ from crlbench.evaluate import (
 from crlbench.evaluate import kest as kest_module
 from crlbench.evaluate.evaluators import sample_rows
 from crlbench.evaluate.kest import silhouette_scores
+from crlbench.resolve import evaluate_named
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,7 +117,7 @@ def test_precision_at_k_rejects_bad_input():
 
 def test_retrieval_evaluator_names_one_metric_per_k():
     emb = _embeddings()
-    result = evaluate(emb, _cfg(metrics=["retrieval"], retrieval_k=[1, 5, 500]), seed=0)
+    result = evaluate_named(emb, _cfg(metrics=["retrieval"], retrieval_k=[1, 5, 500]), seed=0)
     expected = precision_at_k(emb.train, emb.train_labels, emb.test, emb.test_labels, (1, 5, 500))
     assert result.metrics == {f"retrieval_p{k}": v for k, v in expected.items()}
     assert result.metrics["retrieval_p1"] == 1.0  # well-separated classes
@@ -308,7 +308,7 @@ def test_estimate_k_rejects_bad_ks():
 def test_kest_evaluator_metrics_and_details():
     emb = _embeddings()  # 4 classes, 200 points in the "all" split
     cfg = _cfg(metrics=["kest"], kest_max_k=10)
-    result = evaluate(emb, cfg, seed=0)
+    result = evaluate_named(emb, cfg, seed=0)
     assert result.metrics == {
         "kest_silhouette": 4.0,
         "kest_elbow": 4.0,
@@ -328,9 +328,9 @@ def test_kest_evaluator_metrics_and_details():
 def test_kest_evaluator_samples_caps_k_and_is_seeded():
     emb = _embeddings()
     cfg = _cfg(metrics=["kest"], cluster_split="test", kest_sample=12, kest_max_k=30)
-    first = evaluate(emb, cfg, seed=5)
-    again = evaluate(emb, cfg, seed=5)
-    other = evaluate(emb, cfg, seed=6)
+    first = evaluate_named(emb, cfg, seed=5)
+    again = evaluate_named(emb, cfg, seed=5)
+    other = evaluate_named(emb, cfg, seed=6)
     details = first.details["kest"]
     assert details["sample"] == 12
     assert details["ks"] == list(range(2, 12))  # capped at sample size - 1
@@ -348,15 +348,15 @@ def test_kest_evaluator_samples_caps_k_and_is_seeded():
 
 def test_kest_evaluator_rejects_an_empty_k_range():
     with pytest.raises(UserError, match="kest_min_k"):
-        evaluate(_embeddings(), _cfg(metrics=["kest"], kest_min_k=1), seed=0)
+        evaluate_named(_embeddings(), _cfg(metrics=["kest"], kest_min_k=1), seed=0)
     with pytest.raises(UserError, match="kest_min_k"):
-        evaluate(_embeddings(), _cfg(metrics=["kest"], kest_min_k=9, kest_max_k=5), seed=0)
+        evaluate_named(_embeddings(), _cfg(metrics=["kest"], kest_min_k=9, kest_max_k=5), seed=0)
 
 
 def test_kest_of_collapsed_features_is_nan():
     emb = _embeddings()
     emb.train, emb.test = torch.ones_like(emb.train), torch.ones_like(emb.test)
-    metrics = evaluate(emb, _cfg(metrics=["kest"], kest_max_k=4), seed=0).metrics
+    metrics = evaluate_named(emb, _cfg(metrics=["kest"], kest_max_k=4), seed=0).metrics
     assert math.isnan(metrics["kest_silhouette"]) and math.isnan(metrics["kest_silhouette_err"])
     assert math.isnan(metrics["kest_elbow"]) and math.isnan(metrics["kest_elbow_err"])
 
@@ -373,7 +373,7 @@ def _one_nn_accuracy(points: np.ndarray, labels: np.ndarray) -> float:
 def test_tsne_evaluator_records_a_seeded_sample_of_test_points():
     emb = _embeddings(num_classes=3, n_test=30)  # 90 test points
     cfg = _cfg(metrics=["tsne"], tsne_points=60)
-    first = evaluate(emb, cfg, seed=2)
+    first = evaluate_named(emb, cfg, seed=2)
     assert first.metrics == {}
     details = first.details["tsne"]
     assert len(details["points"]) == len(details["labels"]) == 60
@@ -383,7 +383,7 @@ def test_tsne_evaluator_records_a_seeded_sample_of_test_points():
     assert all(type(v) is int for v in details["labels"])
     assert details["perplexity"] == (60 - 1) / 3  # capped, below the default 30
     # deterministic given the seed; well-separated classes stay separated in the map
-    assert evaluate(emb, cfg, seed=2).details["tsne"] == details
+    assert evaluate_named(emb, cfg, seed=2).details["tsne"] == details
     points = np.array(details["points"])
     assert _one_nn_accuracy(points, np.array(details["labels"])) == 1.0
 
@@ -426,7 +426,7 @@ def test_head_metrics_score_the_head_with_num_clusters_columns():
     emb.head_logits = [F.one_hot(pred, 5).float(), F.one_hot(labels, 3).float()]
     emb.cluster_labels = labels
     emb.num_clusters = 5
-    metrics = evaluate(emb, _cfg(metrics=["heads"]), seed=0).metrics
+    metrics = evaluate_named(emb, _cfg(metrics=["heads"]), seed=0).metrics
     counts = contingency(pred, labels).numpy()
     rows, cols = linear_sum_assignment(counts, maximize=True)
     assert counts[rows, cols].sum() / 120 == 0.75
@@ -438,7 +438,7 @@ def test_head_metrics_score_the_head_with_num_clusters_columns():
     emb.num_clusters = None
     emb.__post_init__()
     assert emb.num_clusters == 3
-    assert evaluate(emb, _cfg(metrics=["heads"]), seed=0).metrics["head_acc"] == 1.0
+    assert evaluate_named(emb, _cfg(metrics=["heads"]), seed=0).metrics["head_acc"] == 1.0
 
 
 def test_num_clusters_defaults_to_num_classes():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crlbench.cli import main
-from crlbench.config import load_suite
+from crlbench.loader import load_suite
 from crlbench.store import scan
 from crlbench.suite import expand
 

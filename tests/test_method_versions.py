@@ -18,7 +18,7 @@ import torch
 from crlbench import registry
 from crlbench.backbones import TinyConvNet
 from crlbench.cli import main
-from crlbench.config import load_suite
+from crlbench.loader import load_suite
 from crlbench.methods.c2bin import C2BIN
 from crlbench.protocol import Batch, EpochLoader, RunContext
 from crlbench.report.summary import newest_method_versions
@@ -172,7 +172,7 @@ def test_a_built_in_method_whose_numbers_change_has_a_new_version(name, override
     key = _key(name, overrides)
     assert key in pins, f"{key} has no pinned numbers: run python {__file__}"
     pin = pins[key]
-    version = registry.method_version(name)
+    version = registry.method_version(registry.methods.entry(name))
     numbers = _measure_one(name, overrides)
     if version == pin["version"]:
         assert numbers == pytest.approx(pin["numbers"], rel=1e-4, abs=1e-6), (
@@ -193,8 +193,9 @@ def _measure_one(name: str, overrides: dict) -> list[float]:
 
 
 if __name__ == "__main__":  # pin the current numbers (after bumping a method's version)
-    pins = {_key(name, overrides): {"version": registry.method_version(name),
-                                    "numbers": _measure_one(name, overrides)}
+    pins = {_key(name, overrides): {
+                "version": registry.method_version(registry.methods.entry(name)),
+                "numbers": _measure_one(name, overrides)}
             for name, overrides in _cases()}
     PINS.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     print(f"wrote {PINS}")

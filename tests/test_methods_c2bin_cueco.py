@@ -111,7 +111,7 @@ def test_registered_under_its_name_with_a_summary_and_version_2(cls):
     assert registry.methods.get(cls.name) is cls
     assert cls.summary().startswith({C2BIN: "C2BIN: ",
                                      CueCo: "CueCo (Giakoumoglou & Stathaki 2025): "}[cls])
-    assert registry.method_version(cls.name) == "2"
+    assert registry.method_version(registry.methods.entry(cls.name)) == "2"
 
 
 @pytest.mark.parametrize("cls", METHODS)

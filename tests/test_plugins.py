@@ -312,3 +312,95 @@ def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
     done = json.loads(record.read_text())
     assert done["status"] == "ok" and done["train"]["resumed_from_epoch"] == 2
     assert done["history"] == failed["history"]
+
+
+INPUT_EVALS = """
+from crlbench.evaluate import needs
+
+@needs("view_pairs", "augmented_views", "head_logits")
+def pairs_seen(emb, cfg, seed):
+    '''What the runner gave an evaluator that declares inputs.'''
+    a, b = emb.view_pairs
+    va, vb = emb.augmented_views
+    return {"pair_rows": float(len(a)), "view_rows": float(len(va)),
+            "views_differ": float((va != vb).any()), "heads": float(len(emb.head_logits))}, {}
+
+def plain(emb, cfg, seed):
+    '''Declares nothing, so gets nothing beyond the features.'''
+    got = [emb.view_pairs is not None, emb.augmented_views is not None, bool(emb.head_logits)]
+    return {"extras": float(sum(got))}, {}
+
+def wants_gradients(emb, cfg, seed):
+    return {}, {}
+wants_gradients.needs = {"gradients"}
+"""
+
+
+def test_evaluators_get_the_inputs_they_declare_and_none_is_computed_undeclared(
+        plugin_dir, tiny, tmp_path: Path):
+    plugin_dir("fake-input-evals", {"pairs_seen": "fake_input_evals:pairs_seen",
+                                    "plain": "fake_input_evals:plain"},
+               {"fake_input_evals": INPUT_EVALS}, group="crlbench.evaluators", version="0.3")
+    assert main(["run", "suite=quickstart", *tiny, "method=cc", "seeds=[0]",
+                 "eval.metrics=[pairs_seen,plain]", "eval.geometry_samples=50"]) == 0
+    (record,) = (tmp_path / "results/quickstart/cc/digits").glob("*.json")
+    data = json.loads(record.read_text())
+    m = data["metrics"]
+    assert (m["pair_rows"], m["view_rows"], m["views_differ"]) == (50.0, 50.0, 1.0)
+    assert m["heads"] >= 1
+    assert m["extras"] == 3.0  # the evaluators of a run share one Embeddings
+    # the record names every plugin that made its numbers
+    assert data["evaluator_packages"]["pairs_seen"] == {
+        "name": "fake-input-evals", "version": "0.3", "target": "fake_input_evals:pairs_seen"}
+    assert data["dataset_package"]["target"] == "crlbench.data.catalog:DIGITS"
+    # where no evaluator declares them, the pairs, views and head logits are not computed
+    assert main(["run", "suite=quickstart", *tiny, "method=cc", "seeds=[0]",
+                 "eval.metrics=[plain]"]) == 0
+    (plain,) = [json.loads(p.read_text()) for p in record.parent.glob("*.json") if p != record]
+    assert plain["metrics"]["extras"] == 0.0
+
+
+def test_an_evaluator_asking_for_an_unknown_input_is_refused_before_any_run(
+        plugin_dir, tiny, tmp_path: Path, capsys):
+    plugin_dir("fake-input-evals", {"wants_gradients": "fake_input_evals:wants_gradients"},
+               {"fake_input_evals": INPUT_EVALS}, group="crlbench.evaluators")
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]",
+                 "eval.metrics=[knn,wants_gradients]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert ("evaluator 'wants_gradients' from package fake-input-evals needs gradients, which "
+            "the runner does not provide; valid inputs: head_logits, view_pairs, "
+            "augmented_views") in err and "\n" not in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_suite_resolves_each_plugin_once_and_reads_its_dataset_once(
+        tiny, tmp_path: Path, monkeypatch):
+    from collections import Counter
+
+    from crlbench.data import DatasetCache
+
+    lookups: Counter = Counter()
+    entry = registry.Registry.entry
+
+    def counted(self, name):
+        lookups[(self.kind, name)] += 1
+        return entry(self, name)
+
+    loads = []
+    load = DatasetCache.load
+
+    def counted_load(self, source, **kwargs):
+        before = self.loads
+        out = load(self, source, **kwargs)
+        loads.append(self.loads - before)
+        return out
+
+    monkeypatch.setattr(registry.Registry, "entry", counted)
+    monkeypatch.setattr(DatasetCache, "load", counted_load)
+    assert main(["run", "suite=quickstart", *tiny, "method=raw,simclr", "seeds=[0,1]",
+                 "eval.metrics=[knn,kmeans]"]) == 0
+    assert lookups == Counter({("method", "raw"): 1, ("method", "simclr"): 1,
+                               ("dataset", "digits"): 1, ("evaluator", "knn"): 1,
+                               ("evaluator", "kmeans"): 1})
+    # the preflight reads digits, then four runs take it from the executor's cache
+    assert loads == [1, 0, 0, 0, 0]

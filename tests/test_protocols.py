@@ -10,13 +10,14 @@ import torch
 
 from crlbench.backbones import build_backbone
 from crlbench.cli import main
-from crlbench.config import load_suite
 from crlbench.errors import UserError
-from crlbench.evaluate import Embeddings, evaluate
+from crlbench.evaluate import Embeddings
 from crlbench.evaluate.conventions import conventions
 from crlbench.evaluate.geometry import alignment, uniformity
+from crlbench.loader import load_suite
 from crlbench.methods.banks import queue_length
 from crlbench.optim import LARS
+from crlbench.resolve import evaluate_named
 from crlbench.store import scan
 from crlbench.suite import expand
 
@@ -69,7 +70,7 @@ def test_geometry_of_a_methods_pairs_averages_the_uniformity_of_both_sides():
                      num_classes=2, view_pairs=(a, b), pair_source="method",
                      uniformity_sets=[a, b])
     cfg = load_suite(None, ["eval.metrics=[geometry]"]).eval
-    result = evaluate(emb, cfg, seed=0)
+    result = evaluate_named(emb, cfg, seed=0)
     assert result.metrics["align"] == pytest.approx(alignment(a, b).item())
     assert result.metrics["uniform"] == pytest.approx(
         (uniformity(a).item() + uniformity(b).item()) / 2)

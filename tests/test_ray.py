@@ -7,7 +7,7 @@ import pytest
 from test_cli import FAILING  # the same planted failure as the local executor's test
 
 from crlbench.cli import main
-from crlbench.config import load_suite
+from crlbench.loader import load_suite
 from crlbench.store import scan
 
 pytest.importorskip("ray")  # where Ray is not installed (the GPU machine), these cannot run

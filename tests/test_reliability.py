@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from crlbench.claims import CLAIM_TTL, try_claim
 from crlbench.cli import main
-from crlbench.config import load_suite
 from crlbench.errors import UserError
+from crlbench.loader import load_suite
 from crlbench.store import record_path, scan, write_json_atomic
 from crlbench.suite import expand
 
@@ -513,7 +513,7 @@ def test_a_record_that_cannot_be_written_becomes_a_failure_and_the_suite_goes_on
     from crlbench.evaluate import EvalResult
 
     monkeypatch.setattr(runner, "evaluate",
-                        lambda emb, cfg, seed: EvalResult({"m": 1.0}, {"x": object()}))
+                        lambda emb, cfg, seed, evaluators: EvalResult({"m": 1.0}, {"x": object()}))
     assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0,1]"]) == 1
     records = scan(tmp_path / "results").records
     assert len(records) == 2 and {r["status"] for r in records} == {"failed"}

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from crlbench.config import load_suite, shipped_suites
 from crlbench.errors import UserError
+from crlbench.loader import load_suite, shipped_suites
+from crlbench.resolve import resolve_method
 from crlbench.suite import _variants, expand
 
 
@@ -80,7 +81,7 @@ def test_bad_grids_are_refused_by_name(override, expected):
 def test_every_shipped_suite_loads_and_expands(name):
     cfg = load_suite(name)
     specs = expand(cfg)
-    variants = sum(len(_variants(cfg, m)) for m in cfg.method)
+    variants = sum(len(_variants(cfg, resolve_method(m))) for m in cfg.method)
     assert len(specs) == variants * len(cfg.dataset) * len(cfg.seeds)
     assert cfg.description
 

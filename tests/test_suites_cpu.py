@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from crlbench.cli import main
-from crlbench.config import load_suite
+from crlbench.loader import load_suite
 from crlbench.store import scan
 
 SHORT = ["train.epochs=2", "eval.linear.epochs=5"]

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from crlbench.cli import main
-from crlbench.config import load_suite
 from crlbench.data import long_tail_counts, long_tail_indices
 from crlbench.errors import UserError
+from crlbench.loader import load_suite
 from crlbench.store import scan
 from crlbench.suite import expand
 

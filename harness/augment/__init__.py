@@ -11,7 +11,7 @@ Modules: `params` draws per-sample parameters, `ops` applies them (pure batched 
 
 from __future__ import annotations
 
-from crlbench.augment.augmenter import Augmenter
+from crlbench.augment.augmenter import Augmenter, check_augment
 from crlbench.augment.families import FAMILIES, ViewParams
 
-__all__ = ["FAMILIES", "Augmenter", "ViewParams"]
+__all__ = ["FAMILIES", "Augmenter", "ViewParams", "check_augment"]

@@ -30,11 +30,7 @@ class Augmenter:
         out_size: int,
         overrides: Mapping[str, float | None] | None = None,
     ):
-        if family not in FAMILIES:
-            raise UserError(
-                f"unknown augmentation family {family!r}; valid families: "
-                f"{', '.join(sorted(FAMILIES))}"
-            )
+        _check_family(family)
         if isinstance(out_size, bool) or not isinstance(out_size, int) or out_size < 2:
             raise UserError(f"augment output size must be an integer >= 2, got {out_size!r}")
         checked = check_overrides(overrides or {})
@@ -119,6 +115,18 @@ def _factors(n: int, strength: float, gen: torch.Generator) -> Tensor | None:
     if strength <= 0:
         return None
     return params.uniform(n, max(0.0, 1.0 - strength), 1.0 + strength, gen)
+
+
+def _check_family(family: str) -> None:
+    if family not in FAMILIES:
+        raise UserError(f"unknown augmentation family {family!r}; valid families: "
+                        f"{', '.join(sorted(FAMILIES))}")
+
+
+def check_augment(cfg: Any) -> None:
+    """An `AugmentConfig`'s family and overrides, checked without building any views."""
+    _check_family(str(cfg.family))
+    check_overrides({key: getattr(cfg, key, None) for key in OVERRIDE_KEYS})
 
 
 def _check_inputs(images: Tensor, num_views: int, generator: torch.Generator) -> None:

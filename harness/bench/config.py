@@ -13,17 +13,16 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from crlbench.config import (
+    OPTIMIZERS,
+    PRECISIONS,
     AugmentConfig,
     DataConfig,
     EvalConfig,
-    apply_overrides,
-    resolve_config,
 )
 from crlbench.errors import UserError
+from crlbench.loader import apply_overrides, resolve_config
 
 PARTS = ("fixed", "throughput", "baseline", "profile", "eval")
-PRECISIONS = ("auto", "bf16", "fp32")
-OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 MIN_EVAL_SIZE = 100
 
 
@@ -89,10 +88,9 @@ def _one_of(cfg: DictConfig, key: str, valid: tuple[str, ...]) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Ranges and choices that the schema's types cannot express; plugins are looked up."""
-    from crlbench import registry
     from crlbench.backbones import check_backbone_name
-    from crlbench.data import dataset_channels
-    from crlbench.suite import check_eval
+    from crlbench.resolve import resolve_dataset, resolve_evaluators, resolve_method
+    from crlbench.validate import check_eval
 
     for key, low in (("batch_size", 2), ("image_size", 2), ("steps", 1), ("warmup", 0),
                      ("pool_batches", 1), ("profile_steps", 1), ("feature_dim", 1),
@@ -112,13 +110,15 @@ def check(cfg: DictConfig) -> None:
         raise UserError(f"'parts' must be a non-empty list of {', '.join(PARTS)}, "
                         f"got {list(cfg.parts)}")
     check_eval(cfg.eval)
+    resolve_evaluators(cfg.eval.metrics)
     check_backbone_name(cfg.backbone)
-    cls = registry.methods.get(cfg.method)
+    cls = resolve_method(cfg.method).obj
     if not cls.trainable:
         raise UserError(f"method {cfg.method!r} has no training step to time")
     channels = {"channels": cfg.channels}
     if "fixed" in cfg.parts:  # the fixed cost trains a step on a real dataset
-        channels[f"dataset {cfg.dataset}"] = dataset_channels(cfg.dataset, dict(cfg.data.folders))
+        channels[f"dataset {cfg.dataset}"] = resolve_dataset(cfg.dataset,
+                                                             dict(cfg.data.folders)).channels
     for what, n in channels.items():
         if cls.input_channels is not None and n not in cls.input_channels:
             raise UserError(f"method {cfg.method!r} needs images with "

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from crlbench.bench.model import clock
 from crlbench.evaluate import Embeddings, run_evaluator
+from crlbench.resolve import resolve_evaluators
 
 NOISE = 3.0
 VIEW_NOISE = 0.1  # view pairs: the test features plus this share of the class noise
@@ -51,13 +52,13 @@ def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int,
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     metrics: dict[str, float] = {}
-    for name in (str(m) for m in cfg.metrics):
-        if name == "heads":
-            skipped[name] = "no cluster heads on synthetic features"
+    for entry in resolve_evaluators(cfg.metrics):
+        if entry.name == "heads":
+            skipped[entry.name] = "no cluster heads on synthetic features"
             continue
         start = clock(device)
-        m, _ = run_evaluator(name, emb, cfg, seed)
-        seconds[name] = clock(device) - start
+        m, _ = run_evaluator(entry, emb, cfg, seed)
+        seconds[entry.name] = clock(device) - start
         metrics.update(m)
     return {"seconds": seconds, "total_s": sum(seconds.values()), "skipped": skipped,
             "metrics": metrics}

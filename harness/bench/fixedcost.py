@@ -19,15 +19,15 @@ import torch
 from omegaconf import DictConfig
 
 from crlbench.bench.model import build_method, build_stepper, clock
-from crlbench.data import clear_cache, load_dataset
 from crlbench.preprocess import Normalizer, channel_stats
+from crlbench.resolve import load_dataset
 
 
 def measure_fixed_cost(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
-    clear_cache()
     start = time.perf_counter()  # not clock(): its synchronisation would initialise CUDA
     torch.zeros(1, device=device)
     ready = clock(device)
+    # cold: read from disk, not through a run's DatasetCache
     data = load_dataset(cfg.dataset, root=cfg.data.root, download=cfg.data.download,
                         image_size=cfg.data.image_size, folders=dict(cfg.data.folders),
                         use_unlabeled=cfg.data.use_unlabeled)

@@ -10,13 +10,13 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from crlbench import registry
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
 from crlbench.config import OptimizerConfig, TrainConfig
 from crlbench.errors import UserError
 from crlbench.preprocess import Normalizer
 from crlbench.protocol import EpochLoader, Method, RunContext
+from crlbench.resolve import resolve_method
 from crlbench.train import Stepper, TrainSetup
 
 
@@ -57,7 +57,7 @@ def build_method(cfg: DictConfig, device: torch.device, *, channels: int, image_
                  dataset_size: int, num_classes: int, total_steps: int,
                  mean: list[float], std: list[float]) -> Method:
     """The benchmark's method on a fresh backbone, on the device (a run's build phase)."""
-    cls = registry.methods.get(cfg.method)
+    cls = resolve_method(cfg.method).obj
     backbone, dim = build_backbone(cfg.backbone, channels=channels, image_size=image_size,
                                    small_stem=cfg.small_stem, width=cfg.width)
     ctx = RunContext(feature_dim=dim, num_classes=num_classes, num_clusters=num_classes,

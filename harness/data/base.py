@@ -13,7 +13,7 @@ from crlbench.errors import UserError
 
 
 class MissingDataError(UserError):
-    """A dataset's files are not on disk; `load_dataset(download=True)` may fetch them."""
+    """A dataset's files are not on disk; `data.download=true` may fetch them."""
 
 
 @dataclass

@@ -79,10 +79,3 @@ STL10 = DatasetInfo(
     load=stl10.load,
     fetch=lambda root, use_unlabeled: fetch("stl10", root, use_unlabeled),
 )
-
-# The built-ins, each also registered in pyproject.toml's `crlbench.datasets` group (through
-# which every lookup goes, as for a plugin's dataset).
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in (DIGITS, DIGITS_RGB, MNIST, FASHION_MNIST, CIFAR10, CIFAR100, CIFAR20, STL10)
-}

@@ -11,15 +11,14 @@ module (e.g. the geometry) does not import scikit-learn and scipy with the other
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from crlbench.lazy import lazy_exports
 
 # name -> the module of this package that defines it
 _EXPORTS = {
     **dict.fromkeys(("ari", "cluster_scores", "contingency", "hungarian_accuracy", "nmi"),
                     "clustering"),
-    **dict.fromkeys(("EVALUATORS", "Embeddings", "EvalResult", "EvaluatorError", "cluster_split",
-                     "evaluate", "run_evaluator"), "evaluators"),
+    **dict.fromkeys(("INPUTS", "Embeddings", "EvalResult", "EvaluatorError", "cluster_split",
+                     "evaluate", "evaluator_needs", "needs", "run_evaluator"), "evaluators"),
     **dict.fromkeys(("KEstimate", "elbow_k", "estimate_k", "knee_index", "silhouette_score"),
                     "kest"),
     "knn_accuracy": "knn",
@@ -30,8 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -2,7 +2,10 @@
 
 Each evaluator applies one definition of the README's "Evaluation" section to an `Embeddings`
 and returns (metrics, details): metrics is a flat {name: float} dict that goes into the record,
-details holds what explains them (the chosen LR, the k-means inertia). Metric names:
+details holds what explains them (the chosen LR, the k-means inertia). An evaluator that reads
+more than the features declares it (`needs`, from INPUTS), and the runner computes it. The
+evaluators arrive resolved (`PluginEntry`, from suite expansion); nothing here looks a name
+up. Metric names:
 
 - knn:    knn{k}_acc for each k in cfg.knn_k (on L2-normalised features, see knn.py)
 - linear: linear_acc (details: lr, val_acc per lr)
@@ -32,14 +35,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..config import CLUSTER_SPLITS
 from ..errors import UserError
+from ..plugin import PluginEntry
 from .clustering import cluster_scores
 from .geometry import alignment, uniformity
 from .kest import estimate_k
@@ -71,6 +76,8 @@ class Embeddings:
     pair_source: str = "views"  # "views" | "method"
     # Point sets whose uniformity is averaged; None: the test features.
     uniformity_sets: list[Tensor] | None = None
+    # The backbone features of two augmented views of the same test images as view_pairs.
+    augmented_views: tuple[Tensor, Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.num_clusters is None:
@@ -85,8 +92,49 @@ class EvalResult:
 
 Evaluator = Callable[[Embeddings, Any, int], tuple[dict[str, float], dict[str, Any]]]
 
-CLUSTER_SPLITS = ("all", "test")
+# What the runner computes for an evaluator beyond the train and test features, when one of
+# the run's evaluators declares it (`needs`): the name, and the Embeddings fields it fills.
+INPUTS = {
+    "head_logits": "the cluster-head logits of a method with heads on the clustering split "
+                   "(head_logits, rows in the order of cluster_labels; empty without heads)",
+    "view_pairs": "positive pairs of the test images, or of a seeded sample of "
+                  "eval.geometry_samples of them: the method's own (Method.positive_pairs) "
+                  "when it defines them, else the backbone features of two augmented views "
+                  "(view_pairs, pair_source; uniformity_sets, the point sets they come from)",
+    "augmented_views": "the backbone features of two augmented views of the same test images, "
+                       "whatever the method (augmented_views)",
+}
 
+
+def needs(*inputs: str) -> Callable[[Evaluator], Evaluator]:
+    """Decorator: the inputs (names of INPUTS) an evaluator reads beyond the features.
+
+        @needs("view_pairs")
+        def my_evaluator(emb, cfg, seed): ...
+    """
+    unknown = sorted(set(inputs) - set(INPUTS))
+    if unknown:
+        raise ValueError(f"unknown evaluator inputs {unknown}; valid: {', '.join(INPUTS)}")
+
+    def mark(fn: Evaluator) -> Evaluator:
+        fn.needs = frozenset(inputs)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def evaluator_needs(entry: PluginEntry) -> frozenset[str]:
+    """The inputs a resolved evaluator declares (its `needs` attribute); UserError for one that
+    is not a set of names of INPUTS."""
+    declared = getattr(entry.obj, "needs", frozenset())
+    if isinstance(declared, str) or not all(isinstance(n, str) for n in declared):
+        raise UserError(f"{entry.describe('evaluator')}: its `needs` must be a set of input "
+                        f"names ({', '.join(INPUTS)}), got {declared!r}")
+    unknown = sorted(set(declared) - set(INPUTS))
+    if unknown:
+        raise UserError(f"{entry.describe('evaluator')} needs {', '.join(unknown)}, which the "
+                        f"runner does not provide; valid inputs: {', '.join(INPUTS)}")
+    return frozenset(declared)
 
 def cluster_split(emb: Embeddings, split: str) -> tuple[Tensor, Tensor]:
     """Features and labels that clustering is scored on: "all" (train then test) or "test"."""
@@ -156,6 +204,7 @@ def eval_kmeans(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float],
     return metrics, {"inertia": inertia, "split": str(cfg.cluster_split), "k": emb.num_classes}
 
 
+@needs("head_logits")
 def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
     """The method's cluster heads scored by Hungarian ACC, NMI and ARI."""
     if not emb.head_logits:
@@ -181,6 +230,7 @@ def eval_heads(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], 
 UNIFORMITY_SAMPLE = 10_000  # pairs grow quadratically; 10k points give 5e7 pairs
 
 
+@needs("view_pairs")
 def eval_geometry(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
     """Alignment of the positive pairs and uniformity of the point sets (the test features
     unless the runner gave others), averaged over the sets."""
@@ -262,25 +312,11 @@ def eval_tsne(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], d
     return {}, details
 
 
-# The built-ins, each also registered in pyproject.toml's `crlbench.evaluators` group (through
-# which `evaluate` finds every evaluator, built in or a plugin's).
-EVALUATORS: dict[str, Evaluator] = {
-    "knn": eval_knn,
-    "linear": eval_linear,
-    "kmeans": eval_kmeans,
-    "heads": eval_heads,
-    "geometry": eval_geometry,
-    "retrieval": eval_retrieval,
-    "kest": eval_kest,
-    "tsne": eval_tsne,
-}
-
-
 class EvaluatorError(RuntimeError):
     """A plugin's evaluator raised, or returned something other than (metrics, details)."""
 
 
-def _checked_output(name: str, who: str, out: Any) -> tuple[dict[str, float], dict[str, Any]]:
+def _checked_output(who: str, out: Any) -> tuple[dict[str, float], dict[str, Any]]:
     if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict)
             and isinstance(out[1], dict | None)):
         raise EvaluatorError(f"{who} must return (metrics: dict[str, float], details: dict), "
@@ -300,43 +336,37 @@ def _checked_output(name: str, who: str, out: Any) -> tuple[dict[str, float], di
     return metrics, out[1] or {}
 
 
-def run_evaluator(name: str, emb: Embeddings, cfg: Any,
-                   seed: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """One evaluator by its registered name. A plugin's is fenced: whatever it raises becomes
-    an EvaluatorError naming it and its package (so the run's record says who failed)."""
-    from crlbench import registry
-
-    fn = registry.evaluators.get(name)
-    package = registry.evaluators.entry(name).package
-    if package == registry.BUILTIN_PACKAGE:
-        return fn(emb, cfg, seed)
-    who = f"evaluator {name!r} from package {package}"
+def run_evaluator(entry: PluginEntry, emb: Embeddings, cfg: Any,
+                  seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """One resolved evaluator. A plugin's is fenced: whatever it raises becomes an
+    EvaluatorError naming it and its package (so the run's record says who failed)."""
+    if entry.builtin:
+        return entry.obj(emb, cfg, seed)
+    who = entry.describe("evaluator")
     try:
-        out = fn(emb, cfg, seed)
+        out = entry.obj(emb, cfg, seed)
     except Exception as e:  # a plugin may raise anything; name it, keep the cause chained
         raise EvaluatorError(f"{who} raised {type(e).__name__}: {e}") from e
-    return _checked_output(name, who, out)
+    return _checked_output(who, out)
 
 
-def evaluate(emb: Embeddings, cfg: Any, *, seed: int) -> EvalResult:
-    """Run the evaluators named in cfg.metrics (an EvalConfig), in that order, timing each."""
-    from crlbench import registry
-
-    for name in cfg.metrics:
-        registry.evaluators.get(str(name))  # unknown or unusable: a UserError before any work
+def evaluate(emb: Embeddings, cfg: Any, *, seed: int,
+             evaluators: Sequence[PluginEntry]) -> EvalResult:
+    """Run the resolved evaluators (those of cfg.metrics, an EvalConfig), in order, timing
+    each."""
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    for name in (str(n) for n in cfg.metrics):
+    for entry in evaluators:
         start = time.perf_counter()
-        m, d = run_evaluator(name, emb, cfg, seed)
-        timings[name] = time.perf_counter() - start
+        m, d = run_evaluator(entry, emb, cfg, seed)
+        timings[entry.name] = time.perf_counter() - start
         clash = sorted(set(m) & set(metrics))
         if clash:
-            raise EvaluatorError(f"evaluator {name!r} reports {', '.join(clash)}, which an "
-                                 "earlier evaluator of eval.metrics already reported")
+            raise EvaluatorError(f"evaluator {entry.name!r} reports {', '.join(clash)}, which "
+                                 "an earlier evaluator of eval.metrics already reported")
         metrics.update(m)
         if d:
-            details[name] = d
+            details[entry.name] = d
     details["timings_s"] = timings
     return EvalResult(metrics=metrics, details=details)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-OPTIMIZERS = ("adam", "sgd")
+from crlbench.config import PROBE_OPTIMIZERS
 
 
 def linear_probe(
@@ -54,8 +54,9 @@ def linear_probe(
     Returns {"acc": test accuracy in [0, 1], "lr": the chosen learning rate,
     "val_acc": {lr: held-out accuracy}}. Runs on the device of `train_feats`.
     """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if optimizer not in PROBE_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of "
+                         f"{', '.join(PROBE_OPTIMIZERS)}")
     if not lrs:
         raise ValueError("linear probe needs at least one learning rate")
     device = train_feats.device

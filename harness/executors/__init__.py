@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from crlbench.config import EXECUTORS
+from crlbench.data import DatasetCache
 from crlbench.errors import UserError
 from crlbench.executors.base import Executor, RunSummary
 from crlbench.executors.local import LocalExecutor
 
-EXECUTORS = ("ray", "local")
 
-
-def get_executor(cfg: Any) -> Executor:
-    """The executor a suite config names (`executor`), built from its settings."""
+def get_executor(cfg: Any, cache: DatasetCache | None = None) -> Executor:
+    """The executor a suite config names (`executor`), built from its settings. `cache`: the
+    datasets already read (by the preflight), for an executor that runs in this process."""
     if cfg.executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(cache)
     if cfg.executor == "ray":
         return _ray_executor()(cfg)
     raise UserError(f"unknown executor {cfg.executor!r}; valid executors: {', '.join(EXECUTORS)}")

@@ -1,5 +1,6 @@
 """The local executor: runs specs one after another in this process.
 
+The executor owns the suite's dataset cache (the preflight fills it with the first dataset).
 Each run is claimed in the store just before it starts, so several local processes on one
 store share the work instead of repeating it: a spec another live process has claimed, or has
 finished in the meantime, is skipped.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crlbench.claims import refresh_claim, release_claim, try_claim
+from crlbench.data import DatasetCache
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute
@@ -18,6 +20,10 @@ from crlbench.suite import RunSpec
 
 
 class LocalExecutor:
+    def __init__(self, cache: DatasetCache | None = None) -> None:
+        # one dataset cache for the suite: consecutive runs on a dataset read it once
+        self.cache = cache if cache is not None else DatasetCache()
+
     def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
             force: bool = False) -> RunSummary:
         todo, skipped = pending(specs, store, force)
@@ -39,7 +45,7 @@ class LocalExecutor:
                     refresh_claim(path)
                     progress.epoch(spec, epoch, epochs, terms)
 
-                record = execute(spec, store, on_epoch=on_epoch)
+                record = execute(spec, store, on_epoch=on_epoch, cache=self.cache)
             finally:
                 release_claim(path)
             if record["status"] == "ok":

@@ -43,6 +43,10 @@ CLAIM_REFRESH_S = 60.0
 QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
+def _fields(spec: RunSpec) -> dict[str, Any]:
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
 def _trial(config: dict[str, Any]) -> None:
     """One trial (runs in a Ray worker): execute the spec; report epochs for the progress view."""
     spec = RunSpec(**config["spec"])
@@ -181,7 +185,8 @@ class RayExecutor:
                 tuner = tune.Tuner(
                     trainable,
                     param_space={
-                        "spec": tune.grid_search([dataclasses.asdict(s) for s in todo]),
+                        # shallow: the resolved plugins travel as objects, not as dicts
+                        "spec": tune.grid_search([_fields(s) for s in todo]),
                         "store": str(store),
                     },
                     tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),

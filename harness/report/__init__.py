@@ -5,10 +5,16 @@ For example `render(summarize(records, suite="quick"), "markdown")` gives a pipe
 
 from __future__ import annotations
 
-from crlbench.report.summary import mixed_configs, row_label, summarize
-from crlbench.report.table import render, to_csv, to_latex, to_markdown, to_rich
+from crlbench.lazy import lazy_exports
 
-__all__ = [
-    "mixed_configs", "render", "row_label", "summarize", "to_csv", "to_latex", "to_markdown",
-    "to_rich",
-]
+# name -> the module of this package that defines it, loaded on first use (so that the CLI can
+# import crlbench.report.kinds without pandas)
+_EXPORTS = {
+    **dict.fromkeys(("mixed_configs", "row_label", "summarize"), "summary"),
+    **dict.fromkeys(("render", "to_csv", "to_latex", "to_markdown", "to_rich"), "table"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

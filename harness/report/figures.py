@@ -13,6 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from crlbench.errors import UserError
+from crlbench.report.kinds import FIGURE_KINDS
 from crlbench.report.plot import (
     imbalance_figure,
     kest_figure,
@@ -22,12 +23,8 @@ from crlbench.report.plot import (
 )
 from crlbench.report.summary import Record
 
-KINDS: dict[str, Callable[..., Figure]] = {
-    "imbalance": imbalance_figure,
-    "kest": kest_figure,
-    "tsne": tsne_figure,
-    "precision": precision_figure,
-}
+KINDS: dict[str, Callable[..., Figure]] = dict(
+    zip(FIGURE_KINDS, (imbalance_figure, kest_figure, tsne_figure, precision_figure), strict=True))
 
 
 @dataclass

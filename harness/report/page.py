@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from crlbench.config import shipped_suites
+from crlbench.loader import shipped_suites
 from crlbench.report.metrics import DEFAULT_ORDER, default_metric_order, is_per_head
 from crlbench.report.provenance import conventions_line, provenance
 from crlbench.report.records import line_label, ok_runs

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from crlbench.errors import UserError
 from crlbench.report.grid import Cell, Grid, build_grid, footnote, metric_header
+from crlbench.report.kinds import TABLE_FORMATS
 from crlbench.report.latex import to_latex
 from crlbench.report.metrics import format_mean_std
 from crlbench.report.summary import COLUMNS
@@ -119,12 +120,8 @@ def to_rich(summary: pd.DataFrame, width: int | None = None) -> Table | Group:
     return tables[0] if len(tables) == 1 else Group(*tables)
 
 
-RENDERERS: dict[str, Callable[..., str | Table | Group]] = {
-    "terminal": to_rich,
-    "markdown": to_markdown,
-    "csv": to_csv,
-    "latex": to_latex,
-}
+RENDERERS: dict[str, Callable[..., str | Table | Group]] = dict(
+    zip(TABLE_FORMATS, (to_rich, to_markdown, to_csv, to_latex), strict=True))
 
 
 def render(summary: pd.DataFrame, fmt: str, width: int | None = None) -> str | Table | Group:

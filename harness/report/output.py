@@ -1,0 +1,62 @@
+"""What `crlbench table` and the end of `crlbench run` print: a rendered table with the lines
+that say where its numbers come from, as one text or one rich renderable.
+
+The CLI parses arguments and writes; the composition lives here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+from rich.console import Console, Group, RenderableType
+from rich.text import Text
+
+from crlbench.report.metrics import DEFAULT_ORDER
+from crlbench.report.provenance import conventions_line, provenance
+from crlbench.report.summary import Record, summarize
+from crlbench.report.table import render
+
+PLAIN_WIDTH = 200  # a terminal table written to a file
+
+
+def as_text(renderable: RenderableType, width: int = PLAIN_WIDTH) -> str:
+    """A rich renderable as plain text, `width` columns wide."""
+    buf = Console(record=True, width=width, file=io.StringIO())
+    buf.print(renderable)
+    return buf.export_text()
+
+
+def table_output(records: list[Record], fmt: str, *, width: int | None, plain: bool,
+                 datasets: list[str] | None = None, metrics: list[str] | None = None,
+                 methods: list[str] | None = None) -> str | RenderableType:
+    """The table of `records` in format `fmt`, narrowed by the filters, followed (markdown,
+    terminal) or preceded (latex, as comments) by its provenance and conventions lines; csv
+    stays data only. `plain`: text even for the terminal format (for a file)."""
+    summary = summarize(records, datasets=datasets, metrics=metrics, methods=methods)
+    out = render(summary, fmt, width=width)
+    shown = {"datasets": datasets, "methods": methods}
+    lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))
+             if line]
+    if not isinstance(out, str) and plain:
+        out = as_text(out)
+    if lines and fmt in ("markdown", "terminal"):
+        if isinstance(out, str):
+            return out + "".join(f"\n{line}\n" for line in lines)
+        return Group(out, *(Text(line) for line in lines))
+    if lines and fmt == "latex":
+        return "".join(f"% {line}\n" for line in lines) + out
+    return out
+
+
+def headline(records: Iterable[Record], width: int | None) -> tuple[RenderableType | None, bool]:
+    """The headline metrics of a run's records as a terminal table (None when none is ok), and
+    whether the records hold more metrics than the headline shows."""
+    records = list(records)
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return None, False
+    present = {name for r in ok for name in r["metrics"]}
+    top = [m for m in DEFAULT_ORDER if m in present] or None
+    table = render(summarize(records, metrics=top), "terminal", width=width)
+    return table, bool(top and present - set(top))

@@ -8,7 +8,8 @@
 
 It builds the method on a tiny backbone and a random batch and checks the protocol of
 docs/plugins.md. Each failure raises MethodCheckError with a message saying what is wrong and how to
-fix it.
+fix it. `make_context(**fields)` builds the `RunContext` a method is constructed with, for tests
+of a method outside a run.
 """
 
 from __future__ import annotations
@@ -64,13 +65,22 @@ def _check_presets(cls: type, cfg: Any) -> None:
                          f"{', '.join(differ)}; make them equal")
 
 
-def _context(num_clusters: int, batch_size: int, image_size: int, channels: int,
-             feature_dim: int) -> RunContext:
-    return RunContext(feature_dim=feature_dim, num_classes=num_clusters,
-                      num_clusters=num_clusters, dataset_size=4 * batch_size,
-                      device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
-                      seed=0, image_size=image_size, channels=channels,
-                      input_mean=(0.5,) * channels, input_std=(0.25,) * channels)
+def make_context(**fields: Any) -> RunContext:
+    """A `RunContext` for building a method outside a run (tests, notebooks).
+
+    Defaults: 32-d features, 4 classes, num_clusters = num_classes, 64 training images, the
+    CPU, 2 epochs of 4 steps (total_steps = their product), seed 0, 8 x 8 grey images, no
+    normalisation statistics. Any field can be given; num_clusters and total_steps follow the
+    fields they derive from unless given too.
+    """
+    fields.setdefault("num_classes", 4)
+    fields.setdefault("num_clusters", fields["num_classes"])
+    fields.setdefault("steps_per_epoch", 4)
+    fields.setdefault("epochs", 2)
+    fields.setdefault("total_steps", fields["steps_per_epoch"] * fields["epochs"])
+    defaults = {"feature_dim": 32, "dataset_size": 64, "device": torch.device("cpu"), "seed": 0,
+                "image_size": 8, "channels": 1}
+    return RunContext(**{**defaults, **fields})
 
 
 def _build(cls: type, cfg: Any, ctx: RunContext, width: int) -> Method:
@@ -198,7 +208,9 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
             raise _fail(cls, str(e)) from None
     if config:
         cfg = dataclasses.replace(cfg, **config)
-    ctx = _context(num_clusters, batch_size, image_size, channels, feature_dim=4 * width)
+    ctx = make_context(feature_dim=4 * width, num_classes=num_clusters,
+                       dataset_size=4 * batch_size, image_size=image_size, channels=channels,
+                       input_mean=(0.5,) * channels, input_std=(0.25,) * channels)
     method = _build(cls, cfg, ctx, width)
 
     gen = torch.Generator().manual_seed(0)

@@ -18,7 +18,7 @@ from crlbench.methods.losses import info_nce, nce, spring, triplet_margin
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Batch, RunContext
 from crlbench.suite import method_config
-from crlbench.testing import check_method
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 LOSSES = ["softmax", "nce", "triplet", "spring"]
@@ -26,11 +26,8 @@ MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 
 
 def context(channels: int = 3, **overrides) -> RunContext:
-    fields = {"feature_dim": 32, "num_classes": 4, "num_clusters": 4, "dataset_size": 64,
-              "device": torch.device("cpu"), "total_steps": 8, "steps_per_epoch": 4, "epochs": 2,
-              "seed": 0, "image_size": 8, "channels": channels,
-              "input_mean": MEAN[:channels], "input_std": STD[:channels], **overrides}
-    return RunContext(**fields)
+    return make_context(**{"channels": channels, "input_mean": MEAN[:channels],
+                           "input_std": STD[:channels], **overrides})
 
 
 def build(**cfg) -> CMC:
@@ -277,10 +274,8 @@ def make(loss: str = "softmax", epochs: int = 3, seed: int = 3, **train_override
                           {"epochs": epochs, "batch_size": 16, "warmup_epochs": 1,
                            "optimizer": {"name": "sgd", "lr": 0.5}, **train_overrides})
     mean, std = channel_stats(images)
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=64,
-                     device=torch.device("cpu"), total_steps=4 * epochs, steps_per_epoch=4,
-                     epochs=epochs, seed=0, image_size=8, channels=3,
-                     input_mean=tuple(mean), input_std=tuple(std))
+    ctx = make_context(epochs=epochs, channels=3, input_mean=tuple(mean),
+                       input_std=tuple(std))
     method = CMC(TinyConvNet(3, 8), ctx, CMC.Config(loss=loss, nce_negatives=64))
     setup = TrainSetup(images=images, augment=Augmenter("simclr", 8), cfg=cfg, seed=seed,
                        prepare=Normalizer(mean, std, torch.device("cpu")),

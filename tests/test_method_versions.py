@@ -20,10 +20,11 @@ from crlbench.backbones import TinyConvNet
 from crlbench.cli import main
 from crlbench.loader import load_suite
 from crlbench.methods.c2bin import C2BIN
-from crlbench.protocol import Batch, EpochLoader, RunContext
+from crlbench.protocol import Batch, EpochLoader
 from crlbench.report.summary import newest_method_versions
 from crlbench.store import scan
 from crlbench.suite import expand, method_config
+from crlbench.testing import make_context
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_registry import GOOD
@@ -140,10 +141,8 @@ def fingerprint(name: str, overrides: dict) -> list[float]:
     cls = registry.methods.get(name)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=32,
-                     device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
-                     seed=0, image_size=16, channels=3, input_mean=(0.5,) * 3,
-                     input_std=(0.25,) * 3)
+    ctx = make_context(dataset_size=32, image_size=16, channels=3, input_mean=(0.5,) * 3,
+                       input_std=(0.25,) * 3)
     method = cls(TinyConvNet(3, 8), ctx, cls.Config(**method_config(name, overrides)))
     x = torch.randn(8, 3, 16, 16, generator=gen)
     out = [method.eval().features(x).mean().item()]

@@ -140,3 +140,16 @@ def test_check_method_accepts_a_correct_head():
             return [self.head(feats), torch.zeros(len(feats), 16)]
 
     check_method(GoodHead)
+
+
+def test_make_context_defaults_and_derived_fields():
+    from crlbench.testing import make_context
+
+    ctx = make_context()
+    assert (ctx.feature_dim, ctx.num_classes, ctx.num_clusters, ctx.dataset_size) == (32, 4, 4, 64)
+    assert (ctx.steps_per_epoch, ctx.epochs, ctx.total_steps) == (4, 2, 8)
+    assert (ctx.image_size, ctx.channels, ctx.device.type, ctx.seed) == (8, 1, "cpu", 0)
+    # num_clusters follows num_classes, total_steps the schedule, unless given
+    ctx = make_context(num_classes=10, epochs=5, steps_per_epoch=3)
+    assert (ctx.num_clusters, ctx.total_steps) == (10, 15)
+    assert make_context(num_classes=10, num_clusters=20, total_steps=7).num_clusters == 20

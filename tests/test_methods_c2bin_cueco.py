@@ -28,7 +28,7 @@ from crlbench.optim import default_param_groups
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Batch, RunContext
 from crlbench.suite import method_config
-from crlbench.testing import check_method
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,9 +45,7 @@ BATCH = Batch(indices=torch.arange(16))
 
 
 def context(total_steps: int = TOTAL) -> RunContext:
-    return RunContext(feature_dim=32, num_classes=K, num_clusters=K, dataset_size=64,
-                      device=torch.device("cpu"), total_steps=total_steps, steps_per_epoch=4,
-                      epochs=total_steps // 4, seed=0, image_size=8, channels=1)
+    return make_context(num_classes=K, total_steps=total_steps, epochs=total_steps // 4)
 
 
 def build(cls, **overrides):

@@ -19,8 +19,8 @@ from crlbench.methods.cc import CC
 from crlbench.methods.losses import cluster_contrast, nt_xent
 from crlbench.methods.rcc import RCC
 from crlbench.preprocess import Normalizer, channel_stats
-from crlbench.protocol import Batch, RunContext
-from crlbench.testing import check_method
+from crlbench.protocol import Batch
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,9 +31,7 @@ SMALL = {"instance_dim": 16, "hidden_dim": 16}  # check_method runs the paper de
 
 def build(cls, *, k=4, channels=3, total_steps=8, **overrides):
     torch.manual_seed(0)
-    ctx = RunContext(feature_dim=32, num_classes=k, num_clusters=k, dataset_size=64, device=CPU,
-                     total_steps=total_steps, steps_per_epoch=4, epochs=2, seed=0, image_size=8,
-                     channels=channels)
+    ctx = make_context(num_classes=k, total_steps=total_steps, channels=channels)
     cfg = dataclasses.replace(cls.Config(), **{**SMALL, **overrides})
     return cls(TinyConvNet(channels, 8), ctx, cfg)
 

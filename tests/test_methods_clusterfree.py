@@ -20,8 +20,8 @@ from crlbench.methods.sinkhorn import sinkhorn
 from crlbench.methods.swav import SwAV
 from crlbench.methods.vicreg import VICReg
 from crlbench.preprocess import Normalizer, channel_stats
-from crlbench.protocol import Batch, RunContext
-from crlbench.testing import check_method
+from crlbench.protocol import Batch
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 CPU = torch.device("cpu")
@@ -35,9 +35,8 @@ SMALL = {
 
 def build(cls, *, steps_per_epoch=4, dataset_size=32, **overrides):
     torch.manual_seed(0)
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=dataset_size,
-                     device=CPU, total_steps=2 * steps_per_epoch, steps_per_epoch=steps_per_epoch,
-                     epochs=2, seed=0, image_size=16, channels=3)
+    ctx = make_context(dataset_size=dataset_size, steps_per_epoch=steps_per_epoch,
+                       image_size=16, channels=3)
     cfg = dataclasses.replace(cls.Config(), **{**SMALL[cls], **overrides})
     return cls(TinyConvNet(3, 8), ctx, cfg)
 
@@ -288,9 +287,7 @@ def make(cls, epochs):
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig),
                           {"epochs": epochs, "batch_size": 16, "warmup_epochs": 1,
                            "optimizer": {"name": "adam", "lr": 0.01}})
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=64,
-                     device=CPU, total_steps=4 * epochs, steps_per_epoch=4, epochs=epochs,
-                     seed=0, image_size=8, channels=1)
+    ctx = make_context(epochs=epochs)
     method = cls(TinyConvNet(1, 8), ctx, dataclasses.replace(cls.Config(), **SMALL[cls]))
     setup = TrainSetup(images=data, augment=Augmenter("crop", 8), cfg=cfg, seed=3,
                        prepare=Normalizer(*channel_stats(data), CPU), device=CPU)

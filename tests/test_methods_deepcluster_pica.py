@@ -19,8 +19,8 @@ from crlbench.methods.deepcluster import DeepCluster, balanced_weights, pca_whit
 from crlbench.methods.losses import cluster_mass_entropy
 from crlbench.methods.pica import PICA, balance_regulariser, partition_uncertainty_loss
 from crlbench.preprocess import Normalizer, channel_stats
-from crlbench.protocol import Batch, EpochLoader, RunContext
-from crlbench.testing import check_method
+from crlbench.protocol import Batch, EpochLoader
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,9 +29,7 @@ CPU = torch.device("cpu")
 
 
 def context(n=40, k=4, seed=0, channels=3):
-    return RunContext(feature_dim=32, num_classes=k, num_clusters=k, dataset_size=n, device=CPU,
-                      total_steps=8, steps_per_epoch=4, epochs=2, seed=seed, image_size=8,
-                      channels=channels)
+    return make_context(num_classes=k, dataset_size=n, seed=seed, channels=channels)
 
 
 def build(cls, n=40, k=4, seed=0, **overrides):
@@ -316,9 +314,7 @@ def make(cls, n=64, epochs=4, seed=3, **overrides):
                           {"epochs": epochs, "batch_size": 16, "warmup_epochs": 0,
                            "min_lr_ratio": 1.0,
                            "optimizer": {"name": "adam", "lr": 0.01, "lr_scaling": "none"}})
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=n,
-                     device=CPU, total_steps=n // 16 * epochs, steps_per_epoch=n // 16,
-                     epochs=epochs, seed=seed, image_size=8, channels=1)
+    ctx = make_context(dataset_size=n, steps_per_epoch=n // 16, epochs=epochs, seed=seed)
     method = cls(TinyConvNet(1, 8), ctx, dataclasses.replace(cls.Config(), **overrides))
     setup = TrainSetup(images=images, seed=seed, cfg=cfg, device=CPU,
                        augment=Augmenter("crop", 8, {"crop_min": 0.6, "flip_p": 0.0}),

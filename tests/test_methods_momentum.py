@@ -22,8 +22,8 @@ from crlbench.methods.moco_v2 import MoCoV2
 from crlbench.methods.moco_v3 import MoCoV3
 from crlbench.optim import default_param_groups
 from crlbench.preprocess import Normalizer, channel_stats
-from crlbench.protocol import Batch, RunContext
-from crlbench.testing import check_method
+from crlbench.protocol import Batch
+from crlbench.testing import check_method, make_context
 from crlbench.train import TrainSetup, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,9 +40,7 @@ TOTAL = 8  # ctx.total_steps of the methods built here
 
 def build(cls, total_steps: int = TOTAL, **overrides):
     torch.manual_seed(0)
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=64,
-                     device=torch.device("cpu"), total_steps=total_steps, steps_per_epoch=4,
-                     epochs=2, seed=0, image_size=8, channels=1)
+    ctx = make_context(total_steps=total_steps)
     cfg = dataclasses.replace(cls.Config(), **{**SMALL[cls], **overrides})
     return cls(TinyConvNet(1, 8), ctx, cfg).train()
 

@@ -47,6 +47,7 @@ from crlbench.methods.losses import (
 )
 from crlbench.methods.rcc import RCC
 from crlbench.protocol import Batch, RunContext
+from crlbench.testing import make_context
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -699,9 +700,7 @@ K = 4
 
 
 def context() -> RunContext:
-    return RunContext(feature_dim=32, num_classes=K, num_clusters=K, dataset_size=64,
-                      device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
-                      seed=0, image_size=8, channels=1)
+    return make_context(num_classes=K)
 
 
 def paper_momentum(centroids: list[list[float]], variances: list[float],
@@ -760,9 +759,7 @@ def test_rcc_total_is_lambda_cc_plus_uniformity(lam):
     """RCC sec. 4: L = lambda L_cont + (1 - lambda) L_unif, lambda = 1 recovering CC. L_unif is
     on the L2-normalised backbone features h of both views (sec. 5: "an L2 Norm after the final
     pass over the backbone"), the two summed as the first author's code does."""
-    ctx = RunContext(feature_dim=32, num_classes=K, num_clusters=K, dataset_size=64,
-                     device=torch.device("cpu"), total_steps=8, steps_per_epoch=4, epochs=2,
-                     seed=0, image_size=8, channels=3)
+    ctx = make_context(num_classes=K, channels=3)
     small = {"instance_dim": 16, "hidden_dim": 16}
     torch.manual_seed(0)
     cc = CC(TinyConvNet(3, 8), ctx, dataclasses.replace(CC.Config(), **small))

@@ -18,7 +18,7 @@ from crlbench.errors import NonFiniteLoss
 from crlbench.methods.simclr import SimCLR
 from crlbench.optim import LARS, scaled_lr, warmup_cosine
 from crlbench.preprocess import Normalizer, channel_stats
-from crlbench.protocol import RunContext
+from crlbench.testing import make_context
 from crlbench.train import CHECKPOINT_NAME, TrainSetup, train
 
 
@@ -29,9 +29,7 @@ def make(cls=SimCLR, epochs=3, tmp: Path | None = None, **train_overrides):
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig),
                           {"epochs": epochs, "batch_size": 16, "warmup_epochs": 1,
                            "optimizer": {"name": "sgd", "lr": 0.5}, **train_overrides})
-    ctx = RunContext(feature_dim=32, num_classes=4, num_clusters=4, dataset_size=64,
-                     device=torch.device("cpu"), total_steps=4 * epochs, steps_per_epoch=4,
-                     epochs=epochs, seed=0, image_size=8, channels=1)
+    ctx = make_context(epochs=epochs)
     method = cls(TinyConvNet(1, 8), ctx, cls.Config())
     setup = TrainSetup(images=images, augment=Augmenter("simclr", 8), cfg=cfg, seed=3,
                        prepare=Normalizer(*channel_stats(images), torch.device("cpu")),

@@ -90,6 +90,18 @@ class DatasetSource:
         return data
 
 
+def _present(source: DatasetSource, root: Path, download: bool, use_unlabeled: bool) -> bool:
+    """Whether a registered dataset's files are on disk: False when they are missing but may
+    be fetched, MissingDataError (a UserError) when they are missing and may not."""
+    try:
+        source._call("check", root, use_unlabeled)
+    except MissingDataError:
+        if not (download and source.info.fetch is not None):
+            raise
+        return False
+    return True
+
+
 def check_source(source: DatasetSource, *, root: str | Path, download: bool = False,
                  use_unlabeled: bool = True) -> None:
     """Raise UserError if the dataset's files are absent (unless it may download).
@@ -99,11 +111,7 @@ def check_source(source: DatasetSource, *, root: str | Path, download: bool = Fa
     if source.folder is not None:
         folder.check(source.name, source.folder.expanduser())
         return
-    try:
-        source._call("check", Path(root).expanduser(), use_unlabeled)
-    except MissingDataError:
-        if not (download and source.info.fetch is not None):
-            raise
+    _present(source, Path(root).expanduser(), download, use_unlabeled)
 
 
 def _load_native(source: DatasetSource, root: Path, download: bool, image_size: int | None,
@@ -111,11 +119,7 @@ def _load_native(source: DatasetSource, root: Path, download: bool, image_size: 
     if source.folder is not None:
         # Folder images can differ in size, so they are resized while decoded.
         return folder.load(source.name, source.folder.expanduser(), image_size)
-    try:
-        source._call("check", root, use_unlabeled)
-    except MissingDataError:
-        if not (download and source.info.fetch is not None):
-            raise
+    if not _present(source, root, download, use_unlabeled):
         source._call("fetch", root, use_unlabeled)
     return source._checked(source._call("load", root, use_unlabeled))
 

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBars
 
+from crlbench.report.metrics import PROGRESS_METRICS
+
 if TYPE_CHECKING:
     from crlbench.executors.base import RunSummary
     from crlbench.suite import RunSpec
@@ -28,8 +30,7 @@ def _headline(record: dict[str, Any]) -> str:
         err = record["error"]
         return f"FAILED {err['type']}: {err['message']}"
     m = record["metrics"]
-    shown = [f"{k}={100 * m[k]:.1f}" for k in ("knn5_acc", "knn200_acc", "linear_acc",
-                                               "kmeans_acc", "head_acc") if k in m]
+    shown = [f"{k}={100 * m[k]:.1f}" for k in PROGRESS_METRICS if k in m]
     return "ok " + " ".join(shown)
 
 

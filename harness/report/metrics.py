@@ -55,6 +55,14 @@ _LABELS = {
 }
 _PERCENT = re.compile(r"(_acc|_nmi|_ari)$|^retrieval_p\d+$")
 _RETRIEVAL = re.compile(r"^retrieval_p(\d+)$")
+# the accuracies a finished run's log line shows
+PROGRESS_METRICS = ("knn5_acc", "knn200_acc", "linear_acc", "kmeans_acc", "head_acc")
+
+
+def retrieval_k(name: str) -> int | None:
+    """k of a precision@k metric (`retrieval_p<k>`), None for any other name."""
+    match = _RETRIEVAL.match(name)
+    return int(match[1]) if match else None
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,8 @@ class MetricStyle:
 def metric_style(name: str) -> MetricStyle:
     """The display rules for metric `name` (unknown names: raw, higher-is-better)."""
     label = _LABELS.get(name)
-    if label is None and (match := _RETRIEVAL.match(name)):
-        label = f"P@{match[1]}"
+    if label is None and (k := retrieval_k(name)) is not None:
+        label = f"P@{k}"
     return MetricStyle(
         label=label or name,
         percent=bool(_PERCENT.search(name)),

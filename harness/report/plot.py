@@ -11,7 +11,6 @@ stays in pyplot's registry, and `save` renders PNG with Agg and PDF with the PDF
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,13 +25,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from crlbench.errors import UserError
-from crlbench.report.metrics import metric_style
+from crlbench.report.metrics import metric_style, retrieval_k
 from crlbench.report.records import line_label, ok_runs, ordered_labels, variant_value
 from crlbench.report.summary import Record, is_number, pick_suite
 
 PANEL = (4.2, 3.2)  # inches per panel
 DPI = 150
-_RETRIEVAL = re.compile(r"^retrieval_p(\d+)$")
 _MANY_CLASSES = 20  # beyond this a t-SNE is coloured by a colour bar, not a legend
 _TSNE_COLUMNS = 4
 
@@ -283,10 +281,10 @@ def precision_figure(records: Iterable[Record]) -> Figure:
     """Precision@k (metrics retrieval_p{k}) against k, one line per method, panel per dataset."""
     suite, runs = _runs(records)
     rows = [
-        (line_label(r), r["dataset"], int(match[1]), value * 100)
+        (line_label(r), r["dataset"], k, value * 100)
         for r in runs
         for name, value in (r.get("metrics") or {}).items()
-        if (match := _RETRIEVAL.match(name)) and is_number(value)
+        if (k := retrieval_k(name)) is not None and is_number(value)
     ]
     if not rows:
         raise UserError("no record has retrieval_p<k> metrics; run the suite with eval.metrics "

@@ -129,29 +129,6 @@ def test_failed_run_is_recorded_and_others_finish(tiny, tmp_path, plugin_dir, ca
     assert "2 runs, 1 already done" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["run", "suite=nope"], "unknown suite 'nope'"),
-    (["run", "suite=quickstart", "train.epochs=abc"], "'train.epochs' must be an integer"),
-    (["run", "suite=quickstart", "method=simclr,bogus"], "unknown method 'bogus'"),
-    (["run", "suite=quickstart", "dataset=cifar10", "data.root=/nonexistent"],
-     "cifar-10-batches-py"),
-    (["run", "train.epochs=1"], "crlbench run needs suite=NAME"),
-    (["table", "colour=red"], "table filter 'colour=red' is not key=value"),
-])
-def test_user_errors_exit_2_with_one_line_and_write_nothing(args, expected, tmp_path, capsys):
-    store = tmp_path / "results"
-    assert main([*args, f"results.dir={store}"] if args[0] == "run" else args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("crlbench: error: ") and expected in err
-    assert len(err.splitlines()) == 1
-    assert not store.exists()
-
-
-def test_table_on_missing_store_is_a_user_error(tmp_path, capsys):
-    assert main(["table", f"results.dir={tmp_path / 'none'}"]) == 2
-    assert "does not exist" in capsys.readouterr().err
-
-
 def test_table_warns_about_corrupt_files_and_mixed_configs(tiny, tmp_path, capsys):
     store = tmp_path / "results"
     assert run("suite=quickstart", *tiny, "seeds=[0]", "method=raw") == 0

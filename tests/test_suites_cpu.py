@@ -112,7 +112,7 @@ def _fake_fashion(root, n_train: int = 600, n_test: int = 200) -> None:
     """Fashion-MNIST's four IDX files, gzipped as released, with 10 learnable classes: each a
     fixed random 28x28 pattern plus noise."""
     import numpy as np
-    from test_data import write_idx
+    from formats import write_idx
 
     rng = np.random.default_rng(0)
     prototypes = rng.integers(0, 256, (10, 28, 28))

@@ -1,5 +1,5 @@
 """Faults a new user meets, each refused or reported before it costs a training run or a
-wrong number: rules checked up front (exit 2, nothing written), a plugin's Config without
+wrong number (the bad values of the settings are in test_bad_input.py): a plugin's Config without
 defaults, method_cfg of a method not in the run, a forgotten entry point, non-finite features,
 the dry run's method hyper-parameters, and what a record and piped output look like."""
 
@@ -48,24 +48,6 @@ class NanFeatures(Raw):
 def _one_error_line(capsys) -> str:
     (line,) = capsys.readouterr().err.strip().splitlines()
     return line
-
-
-def test_a_kest_range_below_2_exits_2_before_training(tiny, tmp_path, capsys):
-    code = run("suite=quickstart", *tiny, "eval.metrics=[knn,kest]", "eval.kest_min_k=1")
-    assert code == 2
-    assert "2 <= eval.kest_min_k <= eval.kest_max_k" in _one_error_line(capsys)
-    assert not (tmp_path / "results").exists()
-
-
-@pytest.mark.parametrize(("arg", "expected"), [
-    ("eval.kest_max_k=1", "kest_max_k=1"),
-    ("eval.kest_restarts=0", "'eval.kest_restarts' must be at least 1"),
-    ("eval.retrieval_k=[0,5]", "'eval.retrieval_k' values must be at least 1"),
-])
-def test_other_evaluation_ranges_exit_2(arg, expected, tiny, tmp_path, capsys):
-    assert run("suite=quickstart", *tiny, arg) == 2
-    assert expected in _one_error_line(capsys)
-    assert not (tmp_path / "results").exists()
 
 
 def test_a_config_field_without_default_is_refused_before_any_run(plugin_dir, tiny, tmp_path,

@@ -1,19 +1,19 @@
 """A method's implementation version is part of its runs' identity: a new plugin release or a
 changed built-in reruns instead of reusing old records, a table never averages two versions,
 and every built-in's numbers are pinned to its version (change them, and the version must be
-bumped: `python tests/test_method_versions.py` rewrites the pins after a bump).
+bumped: `PYTHONPATH=tests python tests/methods/test_versions.py` rewrites the pins).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from test_registry import GOOD
 
 from crlbench import registry
 from crlbench.backbones import TinyConvNet
@@ -25,9 +25,6 @@ from crlbench.report.summary import newest_method_versions
 from crlbench.store import scan
 from crlbench.suite import expand, method_config
 from crlbench.testing import make_context
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_registry import GOOD
 
 PINS = Path(__file__).with_name("method_fingerprints.json")
 
@@ -169,17 +166,18 @@ def fingerprint(name: str, overrides: dict) -> list[float]:
 def test_a_built_in_method_whose_numbers_change_has_a_new_version(name, overrides):
     pins = json.loads(PINS.read_text())
     key = _key(name, overrides)
-    assert key in pins, f"{key} has no pinned numbers: run python {__file__}"
+    assert key in pins, f"{key} has no pinned numbers: run PYTHONPATH=tests python {__file__}"
     pin = pins[key]
     version = registry.method_version(registry.methods.entry(name))
     numbers = _measure_one(name, overrides)
     if version == pin["version"]:
         assert numbers == pytest.approx(pin["numbers"], rel=1e-4, abs=1e-6), (
             f"{key}'s numbers changed but its version is still {version}: bump its `version` "
-            f"(records of the old code must not be reused), then run python {__file__}")
+            "(records of the old code must not be reused), then run "
+            f"PYTHONPATH=tests python {__file__}")
     else:
         pytest.fail(f"{name} is at version {version}, its pinned numbers at {pin['version']}: "
-                    f"run python {__file__} to pin the new version's numbers")
+                    f"run PYTHONPATH=tests python {__file__} to pin the new version's numbers")
 
 
 def _measure_one(name: str, overrides: dict) -> list[float]:

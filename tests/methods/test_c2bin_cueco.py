@@ -1,6 +1,6 @@
 """C2BIN and CueCo: the protocol, the presets, the losses against formulas written out here,
 the follower / key network, CueCo's momentum centroids and queue, and short deterministic CPU
-training runs. (tests/test_paper_equations.py checks the losses once more, against
+training runs. (tests/methods/test_paper_equations.py checks the losses once more, against
 transcriptions of the papers' printed equations.)"""
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def test_cueco_refuses_unknown_negatives_before_any_run():
 # Short training runs (the pattern of tests/test_train.py's make()).
 
 def make(cls, epochs: int = 6, tmp: Path | None = None):
-    """Views are the images themselves, as in tests/test_methods_momentum.py: two simclr views
+    """Views are the images themselves, as in tests/methods/test_momentum.py: two simclr views
     of random noise share too little for a few steps to learn from."""
     torch.manual_seed(0)
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8,

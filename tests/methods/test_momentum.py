@@ -98,7 +98,7 @@ def assert_moved(target: nn.Module, before: list[torch.Tensor], online: list[tor
     assert (moved @ gap / (gap @ gap)).item() == pytest.approx(1 - momentum, rel=1e-3)
 
 
-# tests/test_methods.py runs check_method on every built-in method with the paper defaults.
+# tests/methods/test_protocol.py runs check_method on every built-in method with the paper defaults.
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("cls", METHODS)
 def test_check_method(cls, channels):

@@ -381,7 +381,7 @@ def _embeddings(num_classes: int = 3, heads: bool = True) -> Embeddings:
 def _cfg(**overrides):
     cfg = OmegaConf.structured(EvalConfig)
     # The evaluators these tests cover (the default list also names geometry, which needs view
-    # pairs, and retrieval; tests/test_evaluate_analysis.py covers those added later).
+    # pairs, and retrieval; tests/evaluate/test_analysis.py covers those added later).
     cfg.metrics = ["knn", "linear", "kmeans", "heads"]
     cfg.linear.epochs = 3
     cfg.kmeans_restarts = 2

@@ -1,0 +1,155 @@
+"""Processes sharing a store: a run is claimed before it starts, so no spec runs twice; stale
+claims are taken over, a process releases only its own, Ray keeps its claims fresh and frees
+them when it cannot start, and runs claimed elsewhere are waited for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from test_resume import cli_process
+
+from crlbench.claims import CLAIM_TTL, try_claim
+from crlbench.cli import main
+from crlbench.loader import load_suite
+from crlbench.store import record_path, scan
+from crlbench.suite import expand
+
+
+def test_claims_keep_two_processes_off_one_spec_and_stale_claims_are_taken_over(tmp_path):
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    assert not try_claim(record)  # held by a live process (this one)
+    claim = record.with_suffix(".claim")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    info = json.loads(claim.read_text())
+    claim.write_text(json.dumps({**info, "pid": int(dead.stdout)}))  # its owner has exited
+    assert try_claim(record)
+    assert json.loads(claim.read_text())["pid"] == os.getpid()
+
+
+def test_an_old_claim_is_stale_only_when_its_owner_cannot_be_seen(tmp_path):
+    """Same host: the owner's pid decides, however old the claim (a long epoch, a queued Ray
+    run). Another host: a claim not refreshed for CLAIM_TTL is taken over."""
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    claim = record.with_suffix(".claim")
+    old = time.time() - CLAIM_TTL - 60
+    os.utime(claim, (old, old))
+    assert not try_claim(record)  # this (live) process still owns it
+    claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
+    os.utime(claim, (old, old))
+    assert try_claim(record)
+    claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
+    assert not try_claim(record)  # fresh: the other host is presumed alive
+
+
+def test_the_ray_driver_keeps_every_claim_of_its_grid_fresh(tmp_path):
+    from crlbench.executors import ray as ray_executor
+
+    specs = expand(load_suite("quickstart", ["seeds=[0,1,2]"]))  # raw and simclr: 6 runs
+    store = tmp_path / "results"
+    old = time.time() - 3 * CLAIM_TTL
+    for spec in specs:
+        path = ray_executor.spec_path(store, spec)
+        assert try_claim(path)
+        os.utime(path.with_suffix(".claim"), (old, old))
+    ray_executor._LIVE[1] = (None, {s.run_id: s for s in specs}, store)
+    try:
+        ray_executor._Forward(1).on_step_begin(0, [])
+    finally:
+        ray_executor._LIVE.pop(1)
+    ages = [time.time() - ray_executor.spec_path(store, s).with_suffix(".claim").stat().st_mtime
+            for s in specs]
+    assert len(ages) == 6 and max(ages) < 60
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_store_share_the_work(tiny, tmp_path):
+    args = ["run", "suite=quickstart", *tiny, "method=simclr", "seeds=[0,1,2,3,4,5]",
+            "train.epochs=3"]
+    first, second = cli_process(args), cli_process(args)
+    outs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == second.returncode == 0, outs
+    started = [{line.split(" start ")[1].split(" (")[0] for line in out.splitlines()
+                if " start " in line} for out in outs]
+    assert not started[0] & started[1]  # no spec ran twice
+    assert len(started[0] | started[1]) == 6
+    records = scan(tmp_path / "results").records
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    assert not list((tmp_path / "results").rglob("*.claim"))  # every claim released
+
+
+@pytest.mark.parametrize("content", ["[]", '{"host": "h"}', '{"host": "h", "pid": "x"}', "{"])
+def test_a_malformed_claim_is_not_fatal_and_goes_stale(content, tmp_path):
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    record.parent.mkdir(parents=True)
+    claim = record.with_suffix(".claim")
+    claim.write_text(content)
+    assert not try_claim(record)  # young: maybe a claim still being written
+    os.utime(claim, (time.time() - 120, time.time() - 120))
+    assert try_claim(record)
+
+
+def test_a_process_releases_only_its_own_claim(tmp_path):
+    from crlbench.claims import release_claim
+
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    claim = record.with_suffix(".claim")
+    claim.write_text(json.dumps({"host": "elsewhere", "pid": 1, "time": 0}))  # a successor's
+    release_claim(record)
+    assert claim.exists()
+
+
+def test_ray_releases_its_claims_when_ray_cannot_start(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from rich.console import Console
+
+    from crlbench.executors import ray as ray_executor
+    from crlbench.executors.progress import make_progress
+
+    @contextmanager
+    def broken(cfg):
+        raise RuntimeError("no Ray today")
+        yield
+
+    monkeypatch.setattr(ray_executor, "_ray_session", broken)
+    cfg = load_suite("quickstart", ["seeds=[0]"])
+    store = tmp_path / "results"
+    with pytest.raises(RuntimeError, match="no Ray today"):
+        ray_executor.RayExecutor(cfg).run(expand(cfg), store, make_progress(Console()))
+    assert not list(store.rglob("*.claim"))
+
+
+def test_runs_claimed_elsewhere_are_waited_for_and_taken_over_when_abandoned(
+        tiny, tmp_path, monkeypatch, capsys):
+    """`crlbench run` ends with the suite complete: it waits for a run another live process
+    claimed, and runs it itself once that process is gone without finishing it."""
+    import socket
+    import threading
+
+    from crlbench.executors import base
+
+    monkeypatch.setattr(base, "POLL_S", 0.2)
+    args = ["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]"]
+    (spec,) = expand(load_suite("quickstart", args[2:]))
+    path = base.spec_path(tmp_path / "results", spec)
+    path.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)"])
+    threading.Thread(target=other.wait, daemon=True).start()  # reaped when it exits
+    path.with_suffix(".claim").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": other.pid, "time": time.time()}))
+    started = time.monotonic()
+    assert main(args) == 0
+    assert time.monotonic() - started > 1.5  # it waited for the other process
+    assert "waiting for 1 runs that another crlbench process is running" in \
+        capsys.readouterr().err
+    (record,) = scan(tmp_path / "results").records
+    assert record["status"] == "ok"

@@ -78,7 +78,11 @@ class TrainConfig:
 class LinearProbeConfig:
     epochs: int = 100
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
-    optimizer: str = "adam"  # adam | sgd
+    # adam | sgd: mini-batch epochs over each of lrs | lbfgs: a full-batch solve of the
+    # L2-regularised problem for each strength of l2, at most max_iter L-BFGS iterations
+    optimizer: str = "adam"
+    l2: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    max_iter: int = 100
     weight_decay: float = 0.0
     batch_size: int = 1024
     val_fraction: float = 0.1
@@ -168,7 +172,7 @@ class SuiteConfig:
 OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
-PROBE_OPTIMIZERS = ("adam", "sgd")
+PROBE_OPTIMIZERS = ("adam", "sgd", "lbfgs")
 CLUSTER_SPLITS = ("all", "test")
 ON_DEVICE = ("auto", "always", "never")
 TRAIN_SPLITS = ("train", "train+test")

@@ -95,6 +95,18 @@ def run_id_of(payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+# The probe's settings that only the other way of training it reads
+_UNUSED_PROBE_KEYS = {"lbfgs": ("lrs", "epochs", "batch_size", "weight_decay"),
+                      "adam": ("l2", "max_iter"), "sgd": ("l2", "max_iter")}
+
+
+def _used_eval(ev: dict[str, Any]) -> dict[str, Any]:
+    """The eval section without the probe settings its optimizer ignores."""
+    lin = ev["linear"]
+    unused = _UNUSED_PROBE_KEYS.get(lin["optimizer"], ())
+    return {**ev, "linear": {k: v for k, v in lin.items() if k not in unused}}
+
+
 def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) -> dict[str, Any]:
     """What changes a run's result: the configuration and the method's implementation version.
     A method that does not train ignores training settings."""
@@ -104,6 +116,7 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
         keep += ["backbone", "augment", "train"]
         data += ["use_unlabeled", "train_split"]  # what training sees
     part = {k: run_cfg[k] for k in keep}
+    part["eval"] = _used_eval(run_cfg["eval"])
     part["data"] = {k: run_cfg["data"][k] for k in data}
     part["method_version"] = method_version
     return part

@@ -78,6 +78,14 @@ def check_eval(ev: DictConfig) -> None:
     """The ranges of an `eval` section (a suite's, or the speed benchmark's)."""
     _at_least_1({"eval.batch_size": ev.batch_size, "eval.kmeans_restarts": ev.kmeans_restarts,
                  "eval.linear.epochs": ev.linear.epochs})
+    if ev.linear.optimizer == "lbfgs":
+        _at_least_1({"eval.linear.max_iter": ev.linear.max_iter})
+        if not len(ev.linear.l2) or not all(lam >= 0 for lam in ev.linear.l2):
+            raise UserError("'eval.linear.l2' must list penalties lambda >= 0, got "
+                            f"{list(ev.linear.l2)}")
+    elif not len(ev.linear.lrs) or not all(lr > 0 for lr in ev.linear.lrs):
+        raise UserError(f"'eval.linear.lrs' must list learning rates > 0, got "
+                        f"{list(ev.linear.lrs)}")
     if not 0 < ev.linear.val_fraction < 1:
         raise UserError("'eval.linear.val_fraction' must be between 0 and 1, got "
                         f"{ev.linear.val_fraction}")

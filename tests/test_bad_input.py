@@ -70,6 +70,12 @@ BAD_INPUT = [
     (["suite=quickstart", "eval.retrieval_k=[0,5]"],
      "'eval.retrieval_k' values must be at least 1"),
     (["suite=quickstart", "eval.metrics=[knn,knn]"], "'eval.metrics' lists an evaluator twice"),
+    (["suite=quickstart", "eval.linear.lrs=[]"], "'eval.linear.lrs' must list learning rates"),
+    (["suite=quickstart", "eval.linear.optimizer=lbfgs", "eval.linear.l2=[0.1,-1]"],
+     "'eval.linear.l2' must list penalties lambda >= 0"),
+    (["suite=quickstart", "eval.linear.optimizer=lbfgs", "eval.linear.max_iter=0"],
+     "'eval.linear.max_iter' must be at least 1"),
+    (["suite=quickstart", "eval.linear.optimizer=newton"], "valid choices: adam, sgd, lbfgs"),
 ]
 
 

@@ -119,3 +119,18 @@ def test_sweep_varies_any_key_and_method_keys_only_their_method():
 def test_bad_sweeps_are_refused(sweep, expected):
     with pytest.raises(UserError, match=re.escape(expected)):
         specs_for(f"sweep={sweep}")
+
+
+def test_the_probe_settings_its_optimizer_ignores_are_not_in_the_run_id():
+    (adam,) = specs_for("method=simclr", "seeds=[0]")
+    (same,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.l2=[1.0]",
+                        "eval.linear.max_iter=7")
+    assert same.run_id == adam.run_id  # adam reads neither l2 nor max_iter
+    (lbfgs,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs")
+    assert lbfgs.run_id != adam.run_id  # another probe is another evaluation
+    (other,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs",
+                         "eval.linear.lrs=[0.5]", "eval.linear.epochs=3")
+    assert other.run_id == lbfgs.run_id
+    (stronger,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs",
+                            "eval.linear.l2=[1.0]")
+    assert stronger.run_id != lbfgs.run_id

@@ -40,10 +40,15 @@ def conventions(run_cfg: dict[str, Any], train_split: str, pair_source: str) -> 
                       f"votes weighted exp(s / {ev['knn_temperature']:g})")
     if "linear" in metrics:
         lin = ev["linear"]
-        out["linear probe"] = (
-            f"{lin['optimizer']}, {lin['epochs']} epochs on standardised train features, lr "
-            f"from {_join(f'{lr:g}' for lr in lin['lrs'])} picked on "
-            f"{lin['val_fraction']:.0%} of train held out, then retrained on all of train")
+        if lin["optimizer"] == "lbfgs":
+            how = (f"L-BFGS on the full batch (at most {lin['max_iter']} iterations) of "
+                   "standardised train features, L2 penalty lambda from "
+                   f"{_join(f'{lam:g}' for lam in lin['l2'])}")
+        else:
+            how = (f"{lin['optimizer']}, {lin['epochs']} epochs on standardised train features, "
+                   f"lr from {_join(f'{lr:g}' for lr in lin['lrs'])}")
+        out["linear probe"] = (f"{how} picked on {lin['val_fraction']:.0%} of train held out, "
+                               "then retrained on all of train")
     if metrics & set(CLUSTERING_METRICS):
         split = {"all": "train+test", "test": "test"}.get(ev["cluster_split"],
                                                           ev["cluster_split"])

@@ -8,7 +8,7 @@ evaluators arrive resolved (`PluginEntry`, from suite expansion); nothing here l
 up. Metric names:
 
 - knn:    knn{k}_acc for each k in cfg.knn_k (on L2-normalised features, see knn.py)
-- linear: linear_acc (details: lr, val_acc per lr)
+- linear: linear_acc (details: the chosen lr or l2, val_acc per candidate)
 - kmeans: kmeans_acc, kmeans_nmi, kmeans_ari, k-means with K = num_classes on the raw
           (not L2-normalised) features of cfg.cluster_split
 - heads:  head{i}_k{K}_acc/_nmi/_ari for every cluster head i with K columns, and head_acc,
@@ -51,6 +51,7 @@ from .kest import estimate_k
 from .kmeans import kmeans
 from .knn import knn_accuracy
 from .linear import linear_probe
+from .neighbours import Chunk, nearest
 from .retrieval import precision_at_k
 from .tsne import tsne_2d, tsne_perplexity
 
@@ -78,6 +79,8 @@ class Embeddings:
     uniformity_sets: list[Tensor] | None = None
     # The backbone features of two augmented views of the same test images as view_pairs.
     augmented_views: tuple[Tensor, Tensor] | None = None
+    # The test features' nearest train features, found by the first of kNN and retrieval.
+    neighbours: Chunk | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.num_clusters is None:
@@ -155,6 +158,20 @@ def sample_rows(n: int, cap: int, seed: int) -> Tensor | None:
     return torch.randperm(n, generator=gen)[:cap]
 
 
+def _neighbour_table(emb: Embeddings, cfg: Any, own_ks: Any) -> Chunk:
+    """The cosine neighbours of the test features in the train bank, searched once per run for
+    kNN and retrieval both: deep enough for `own_ks` and for the k of whichever of the two
+    eval.metrics also names, and kept on `emb`."""
+    ks = [int(k) for k in own_ks]
+    for name, key in (("knn", "knn_k"), ("retrieval", "retrieval_k")):
+        if name in cfg.metrics:
+            ks += [int(k) for k in cfg[key]]
+    depth = min(max(ks), len(emb.train))
+    if emb.neighbours is None or emb.neighbours.sims.shape[1] < depth:
+        emb.neighbours = nearest(emb.train, emb.train_labels, emb.test, emb.test_labels, depth)
+    return emb.neighbours
+
+
 def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
     """kNN accuracy (cosine, temperature-weighted votes) for each k in eval.knn_k."""
     accs = knn_accuracy(
@@ -165,6 +182,7 @@ def eval_knn(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], di
         ks=[int(k) for k in cfg.knn_k],
         temperature=float(cfg.knn_temperature),
         num_classes=emb.num_classes,
+        neighbours=_neighbour_table(emb, cfg, cfg.knn_k),
     )
     return {f"knn{k}_acc": acc for k, acc in accs.items()}, {"bank_size": len(emb.train)}
 
@@ -184,9 +202,12 @@ def eval_linear(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float],
         val_fraction=float(lin.val_fraction),
         optimizer=str(lin.optimizer),
         weight_decay=float(lin.weight_decay),
+        l2=[float(lam) for lam in lin.l2],
+        max_iter=int(lin.max_iter),
         seed=seed,
     )
-    return {"linear_acc": out["acc"]}, {"lr": out["lr"], "val_acc": out["val_acc"]}
+    picked = "l2" if "l2" in out else "lr"
+    return {"linear_acc": out["acc"]}, {picked: out[picked], "val_acc": out["val_acc"]}
 
 
 def eval_kmeans(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
@@ -259,6 +280,7 @@ def eval_retrieval(
         emb.test,
         emb.test_labels,
         ks=[int(k) for k in cfg.retrieval_k],
+        neighbours=_neighbour_table(emb, cfg, cfg.retrieval_k),
     )
     return {f"retrieval_p{k}": p for k, p in precision.items()}, {"bank_size": len(emb.train)}
 

@@ -17,6 +17,8 @@ from torch import Tensor
 
 from crlbench.precision import full_precision
 
+_BLOCK = 1 << 24  # elements of one [rows, N] block of the uniformity's pairwise products
+
 
 @full_precision
 def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
@@ -35,5 +37,15 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
     if z.ndim != 2 or len(z) < 2:
         raise ValueError(f"uniformity needs [N, D] with N >= 2, got {tuple(z.shape)}")
     x = F.normalize(z.float(), dim=1)
-    sq = torch.pdist(x).pow(2)
-    return torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel())
+    n = len(x)
+    # |x - y|^2 = 2 - 2 x.y on the unit sphere: a matrix product per block of rows against
+    # the rows from the block on (torch's pdist is several times slower), each pair i < j
+    # counted once, the pairs j <= i of the block's own columns masked to -inf
+    rows = max(1, _BLOCK // n)
+    index = torch.arange(n, device=x.device)
+    blocks = []
+    for start in range(0, n, rows):
+        sq = (2.0 - 2.0 * (x[start:start + rows] @ x[start:].T)).clamp_min(0.0)
+        later = index[None, start:] > index[start:start + rows, None]
+        blocks.append(torch.logsumexp((-t * sq).masked_fill(~later, -math.inf).flatten(), dim=0))
+    return torch.logsumexp(torch.stack(blocks), dim=0) - math.log(n * (n - 1) / 2)

@@ -10,7 +10,9 @@ As in scikit-learn, `tol` is relative to the mean per-dimension variance of the 
 restart stops when the summed squared shift of the centres falls to it or below. An empty
 cluster is re-seeded at the point farthest from its own centre (the next farthest for a second
 empty cluster, and so on). All randomness comes from one torch.Generator seeded with `seed`
-and drawn on the CPU, so the same seed gives the same draws on every device.
+and drawn on the CPU, so the same seed gives the same draws on every device. On the CPU the
+assignment step runs in blocks of rows that stay in cache, with a scatter-add for the sums
+(one pass over the data per iteration); on a GPU it is one product and a one-hot matmul.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+_CPU_ROWS = 1024  # rows of one block of the CPU's assignment step (a few MB for D = 512)
 
 
 def kmeans(
@@ -92,12 +96,9 @@ def _kmeans_plus_plus(x: Tensor, sq_norms: Tensor, k: int, gen: torch.Generator)
 def _lloyd(x: Tensor, sq_norms: Tensor, centers: Tensor, iters: int, tol_abs: float) -> Tensor:
     k = len(centers)
     for _ in range(iters):
-        # |x|^2 is the same for every centre of a row, so the argmin can skip it
-        labels = torch.addmm((centers * centers).sum(dim=1), x, centers.T, alpha=-2.0).argmin(1)
-        # A one-hot matmul instead of index_add_: deterministic on the GPU (no float atomics).
-        onehot = F.one_hot(labels, k).to(x.dtype)
-        counts = onehot.sum(dim=0)
-        new = (onehot.T @ x) / counts.clamp_min(1.0)[:, None]
+        labels, sums = _assign_and_sum(x, centers)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        new = sums / counts.clamp_min(1.0)[:, None]
         empty = (counts == 0).nonzero().flatten()
         if len(empty):
             own = _sq_dists(x, sq_norms, centers).gather(1, labels[:, None]).flatten()
@@ -109,7 +110,32 @@ def _lloyd(x: Tensor, sq_norms: Tensor, centers: Tensor, iters: int, tol_abs: fl
     return centers
 
 
-def _inertia(x: Tensor, labels: Tensor, centers: Tensor, chunk: int = 65536) -> float:
+def _assign_and_sum(x: Tensor, centers: Tensor) -> tuple[Tensor, Tensor]:
+    """Each point's nearest centre [N], and the sum of each cluster's points [k, D].
+
+    |x|^2 is the same for every centre of a row, so the argmin skips it. On the CPU the rows
+    go in blocks small enough to stay in cache between the two steps (one pass over the data
+    instead of two), and the sums are a scatter-add, deterministic there. On a GPU one
+    product and a one-hot matmul: no float atomics, so deterministic too.
+    """
+    k = len(centers)
+    c_norms = (centers * centers).sum(dim=1)
+    if x.device.type != "cpu":
+        labels = torch.addmm(c_norms, x, centers.T, alpha=-2.0).argmin(dim=1)
+        return labels, F.one_hot(labels, k).to(x.dtype).T @ x
+    labels = torch.empty(len(x), dtype=torch.long)
+    sums = x.new_zeros(k, x.shape[1])
+    for start in range(0, len(x), _CPU_ROWS):
+        rows = x[start:start + _CPU_ROWS]
+        own = torch.addmm(c_norms, rows, centers.T, alpha=-2.0).argmin(dim=1)
+        labels[start:start + _CPU_ROWS] = own
+        sums.index_add_(0, own, rows)
+    return labels, sums
+
+
+def _inertia(x: Tensor, labels: Tensor, centers: Tensor) -> float:
+    # blocks that stay in cache on the CPU (4x faster than 64k rows there)
+    chunk = _CPU_ROWS if x.device.type == "cpu" else 65536
     total = 0.0
     for start in range(0, len(x), chunk):
         diff = x[start : start + chunk] - centers[labels[start : start + chunk]]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .neighbours import cosine_neighbours
+from .neighbours import Chunk, cosine_neighbours
 
 
 def knn_accuracy(
@@ -30,14 +30,15 @@ def knn_accuracy(
     temperature: float = 0.07,
     num_classes: int | None = None,
     chunk_size: int = 1024,
+    neighbours: Chunk | None = None,
 ) -> dict[int, float]:
     """Top-1 accuracy in [0, 1] of the exp(sim / T)-weighted kNN vote, for each k in `ks`.
 
     Runs on the device of `train_feats` in float32. `num_classes` defaults to the largest label
-    seen plus one.
+    seen plus one. `neighbours`: the table `neighbours.nearest` found, reused.
     """
     k_used, chunks = cosine_neighbours(train_feats, train_labels, test_feats, test_labels, ks,
-                                       what="kNN", chunk_size=chunk_size)
+                                       what="kNN", chunk_size=chunk_size, table=neighbours)
     if num_classes is None:
         num_classes = max(int(train_labels.max()), int(test_labels.max())) + 1
     correct = dict.fromkeys(ks, 0)

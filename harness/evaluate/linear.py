@@ -2,9 +2,19 @@
 
 Definition (the linear evaluation protocol of Zhang et al. 2016 / Kolesnikov et al. 2019 as
 used by SimCLR, Chen et al. 2020; the README's "Evaluation" section): a linear layer trained
-with cross-entropy, by Adam or SGD for a fixed number of epochs, once per learning rate on a
-held-out part of train; the learning rate with the best held-out accuracy is retrained on all
-of train and scored on test.
+with cross-entropy, once per candidate on a held-out part of train; the candidate with the
+best held-out accuracy is retrained on all of train and scored on test. Two ways to train it:
+
+- `adam` / `sgd`: mini-batch epochs, one candidate per learning rate (below);
+- `lbfgs`: the L2-regularised multinomial logistic regression solved on the full batch, one
+  candidate per strength lambda of the penalty. The objective is the mean cross-entropy plus
+  lambda / 2 * ||W||^2 (the bias is not penalised), which is scikit-learn's
+  `LogisticRegression(C=1 / (lambda * n))` objective divided by C * n. It is minimised by
+  L-BFGS (Liu & Nocedal 1989) with a strong-Wolfe line search, for at most `max_iter`
+  iterations (scikit-learn's default is 100), on the device of the features. The candidates
+  are solved from the strongest penalty to the weakest, each starting from the previous
+  solution (a warm start along the regularisation path), and the retraining on all of train
+  starts from the chosen candidate's solution.
 
 Choices made here:
 - Standardisation uses the mean and (population) standard deviation of the features the probe
@@ -33,6 +43,10 @@ from torch import Tensor
 
 from crlbench.config import PROBE_OPTIMIZERS
 
+# lbfgs stops when no entry of the objective's gradient exceeds this (scikit-learn's default
+# `tol` for LogisticRegression, on the same mean objective)
+GRAD_TOL = 1e-4
+
 
 def linear_probe(
     train_feats: Tensor,
@@ -47,16 +61,23 @@ def linear_probe(
     val_fraction: float = 0.1,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    l2: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
+    max_iter: int = 100,
     seed: int,
 ) -> dict[str, Any]:
-    """Sweep `lrs` on a held-out split of train, retrain the best on all train, score test.
+    """Sweep `lrs` (adam, sgd) or `l2` (lbfgs) on a held-out split of train, retrain the best
+    on all train, score test.
 
-    Returns {"acc": test accuracy in [0, 1], "lr": the chosen learning rate,
-    "val_acc": {lr: held-out accuracy}}. Runs on the device of `train_feats`.
+    Returns {"acc": test accuracy in [0, 1], "lr" or "l2": the chosen candidate, "val_acc":
+    {candidate: held-out accuracy}}. Runs on the device of `train_feats`.
     """
     if optimizer not in PROBE_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of "
                          f"{', '.join(PROBE_OPTIMIZERS)}")
+    if optimizer == "lbfgs":
+        return _lbfgs_probe(train_feats, train_labels, test_feats, test_labels,
+                            num_classes=num_classes, l2=l2, max_iter=max_iter,
+                            val_fraction=val_fraction, seed=seed)
     if not lrs:
         raise ValueError("linear probe needs at least one learning rate")
     device = train_feats.device
@@ -178,3 +199,68 @@ def _train(x: Tensor, y: Tensor, lrs: list[float], settings: _Settings) -> Tenso
                 first.mul_(momentum).add_(g)
                 w -= (lr * scale) * first
     return w
+
+
+def _lbfgs_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor,
+                 test_labels: Tensor, *, num_classes: int, l2: Sequence[float], max_iter: int,
+                 val_fraction: float, seed: int) -> dict[str, Any]:
+    """The `lbfgs` probe (see the module's docstring)."""
+    if not l2 or min(l2) < 0:
+        raise ValueError(f"the lbfgs probe needs penalties lambda >= 0, got {list(l2)}")
+    device = train_feats.device
+    x = train_feats.float()
+    y = train_labels.to(device=device, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    fit, val = stratified_split(y.cpu(), val_fraction, gen)
+    if len(val) == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep l2"
+        )
+    fit, val = fit.to(device), val.to(device)
+    x_fit, x_val = _standardise(x[fit], x[val])
+    # strongest penalty first: each solution starts the next, weaker one
+    candidates = sorted({float(v) for v in l2}, reverse=True)
+    w = x.new_zeros(x_fit.shape[1], num_classes)
+    solutions, val_acc = {}, {}
+    for lam in candidates:
+        w = _solve(x_fit, y[fit], lam, w, max_iter)
+        solutions[lam] = w
+        val_acc[lam] = _accuracy(x_val, y[val], w)
+    best = max(candidates, key=lambda lam: (val_acc[lam], lam))  # ties: the stronger penalty
+    x_all, x_test = _standardise(x, test_feats.to(device).float())
+    w = _solve(x_all, y, best, solutions[best], max_iter)
+    acc = _accuracy(x_test, test_labels.to(device=device, dtype=torch.long), w)
+    return {"acc": acc, "l2": best, "val_acc": {lam: val_acc[lam] for lam in sorted(val_acc)}}
+
+
+def lbfgs_objective(x: Tensor, y: Tensor, w: Tensor, lam: float) -> Tensor:
+    """Mean cross-entropy of the logits x @ w plus lam / 2 * ||w||^2 over all rows of w but
+    the last (the bias; x's last column is the constant 1)."""
+    return F.cross_entropy(x @ w, y) + 0.5 * lam * w[:-1].pow(2).sum()
+
+
+def _solve(x: Tensor, y: Tensor, lam: float, start: Tensor, max_iter: int,
+           tol: float = GRAD_TOL) -> Tensor:
+    """Minimise `lbfgs_objective` from `start` with L-BFGS until the largest gradient entry is
+    below `tol` or `max_iter` iterations are done; the weights [D + 1, C]."""
+    w = start.detach().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=10,
+                            tolerance_grad=tol, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = lbfgs_objective(x, y, w, lam)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return w.detach()
+
+
+def _accuracy(x: Tensor, y: Tensor, w: Tensor) -> float:
+    correct = 0
+    for start in range(0, len(x), 65536):
+        correct += int(((x[start:start + 65536] @ w).argmax(dim=1) == y[start:start + 65536]).sum())
+    return correct / len(x)

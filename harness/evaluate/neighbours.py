@@ -3,12 +3,13 @@
 Features are L2-normalised in float32 on the device of the train features. The top max(k)
 neighbours are found once per chunk of queries (so only a [chunk_size, N_train] similarity
 block exists at a time) and reused for every smaller k; a k larger than the bank is clipped to
-the bank's size. Ties in similarity are broken as torch.topk breaks them.
+the bank's size. Ties in similarity are broken as torch.topk breaks them. `nearest` keeps the
+whole table of the k nearest, so that kNN and retrieval of one run search once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,16 +28,34 @@ class Chunk:
 
 def cosine_neighbours(
     train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
-    ks: Sequence[int], *, what: str, chunk_size: int,
-) -> tuple[dict[int, int], Iterator[Chunk]]:
-    """({k: k clipped to the bank size}, the chunks); bad arguments raise here, not lazily."""
+    ks: Sequence[int], *, what: str, chunk_size: int, table: Chunk | None = None,
+) -> tuple[dict[int, int], Iterable[Chunk]]:
+    """({k: k clipped to the bank size}, the chunks); bad arguments raise here, not lazily.
+    `table`: the neighbours already found (`nearest`), as one chunk, when it holds enough."""
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {list(ks)}")
     if len(train_feats) == 0 or len(test_feats) == 0:
         raise ValueError(f"{what} needs a non-empty train bank and test set")
     k_used = {k: min(k, len(train_feats)) for k in ks}
-    return k_used, _chunks(train_feats, train_labels, test_feats, test_labels,
-                           max(k_used.values()), chunk_size)
+    k_max = max(k_used.values())
+    if table is not None:
+        if table.sims.shape != (len(test_feats), table.sims.shape[1]) or (
+                table.sims.shape[1] < k_max):
+            raise ValueError(f"the neighbour table holds {tuple(table.sims.shape)}, {what} "
+                             f"needs {len(test_feats)} queries x {k_max}")
+        return k_used, [table]
+    return k_used, _chunks(train_feats, train_labels, test_feats, test_labels, k_max,
+                           chunk_size)
+
+
+def nearest(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
+            k: int, *, chunk_size: int = 1024) -> Chunk:
+    """The k nearest bank entries (k clipped to the bank) of every query, as one chunk."""
+    _, chunks = cosine_neighbours(train_feats, train_labels, test_feats, test_labels, [k],
+                                  what="the neighbour search", chunk_size=chunk_size)
+    parts = list(chunks)
+    return Chunk(torch.cat([c.sims for c in parts]), torch.cat([c.labels for c in parts]),
+                 torch.cat([c.truth for c in parts]))
 
 
 def _chunks(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from .neighbours import cosine_neighbours
+from .neighbours import Chunk, cosine_neighbours
 
 
 def precision_at_k(
@@ -28,13 +28,16 @@ def precision_at_k(
     ks: Sequence[int] = (1, 2, 10, 50, 100),
     *,
     chunk_size: int = 1024,
+    neighbours: Chunk | None = None,
 ) -> dict[int, float]:
     """Mean precision@k in [0, 1] of the test queries against the train bank, for each k in `ks`.
 
-    Runs on the device of `train_feats` in float32.
+    Runs on the device of `train_feats` in float32. `neighbours`: the table
+    `neighbours.nearest` found, reused.
     """
     k_used, chunks = cosine_neighbours(train_feats, train_labels, test_feats, test_labels, ks,
-                                       what="retrieval", chunk_size=chunk_size)
+                                       what="retrieval", chunk_size=chunk_size,
+                                       table=neighbours)
     # hits[k] = number of relevant items among the top k, summed over queries (exact integers)
     hits = dict.fromkeys(ks, 0)
     for chunk in chunks:

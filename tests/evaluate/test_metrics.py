@@ -29,6 +29,7 @@ from crlbench.evaluate import (
     knn_accuracy,
     linear_probe,
     nmi,
+    precision_at_k,
 )
 from crlbench.evaluate.kmeans import _kmeans_plus_plus, _lloyd, kmeans
 from crlbench.evaluate.linear import _Settings, _train, stratified_split
@@ -224,6 +225,21 @@ def test_kmeans_inertia_within_one_percent_of_sklearn(seed):
     assert abs(inertia - reference) / reference < 0.01
 
 
+@pytest.mark.parametrize("rows", [7, 100, 1024])
+def test_kmeans_assignment_in_row_blocks_equals_the_whole_product(rows, monkeypatch):
+    """The CPU assigns in blocks of rows that stay in cache; the result is the plain
+    argmin over all centres and the plain per-cluster sums."""
+    from crlbench.evaluate import kmeans as kmeans_module
+
+    monkeypatch.setattr(kmeans_module, "_CPU_ROWS", rows)
+    g = torch.Generator().manual_seed(3)
+    x, centers = torch.randn(250, 6, generator=g), torch.randn(4, 6, generator=g)
+    labels, sums = kmeans_module._assign_and_sum(x, centers)
+    assert torch.equal(labels, torch.cdist(x, centers).argmin(dim=1))
+    expected = torch.stack([x[labels == c].sum(dim=0) for c in range(4)])
+    assert torch.allclose(sums, expected, atol=1e-5)
+
+
 def test_kmeans_same_seed_same_result():
     x = torch.randn(250, 4, generator=torch.Generator().manual_seed(0))
     a = kmeans(x, 6, restarts=3, seed=7)
@@ -315,6 +331,69 @@ def test_linear_probe_is_invariant_to_scaling_each_feature():
     x = x * scale - 7.0
     b = linear_probe(x[:150], y[:150], x[150:], y[150:], **kwargs)
     assert a == b
+
+
+def _noisy(seed: int, n: int, dim: int = 16, classes: int = 4):
+    """Overlapping Gaussian classes: the penalty matters, and the optimum is unique."""
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, dim, generator=g)
+    labels = torch.randint(classes, (n,), generator=g)
+    return centers[labels] + 1.5 * torch.randn(n, dim, generator=g), labels
+
+
+@pytest.mark.parametrize("lam", [1e-4, 1e-2])
+def test_lbfgs_solution_is_scikit_learns_logistic_regression(lam):
+    """Our objective is LogisticRegression(C = 1 / (lambda n))'s divided by C n: the same
+    minimiser. Compared on the weights, the objective and the predictions."""
+    from sklearn.linear_model import LogisticRegression
+
+    from crlbench.evaluate.linear import _solve, _standardise, lbfgs_objective
+
+    x, y = _noisy(0, 600)
+    xs, _ = _standardise(x, x)
+    w = _solve(xs.double(), y, lam, xs.new_zeros(17, 4, dtype=torch.float64), 500, tol=1e-9)
+    ref = LogisticRegression(C=1 / (lam * len(x)), tol=1e-10, max_iter=10_000)
+    ref.fit(xs[:, :-1].double().numpy(), y.numpy())
+    ref_w = torch.cat([torch.from_numpy(ref.coef_.T), torch.from_numpy(ref.intercept_)[None]])
+    # softmax logits are defined up to a constant per row: compare centred weights
+    centred = w - w.mean(dim=1, keepdim=True)
+    ref_centred = ref_w - ref_w.mean(dim=1, keepdim=True)
+    assert torch.allclose(centred, ref_centred, atol=2e-4)
+    assert float(lbfgs_objective(xs.double(), y, w, lam)) == pytest.approx(
+        float(lbfgs_objective(xs.double(), y, ref_w, lam)), rel=1e-7)
+    # and the gradient vanishes at the solution (a first-order optimality check)
+    w.requires_grad_(True)
+    lbfgs_objective(xs.double(), y, w, lam).backward()
+    assert float(w.grad.abs().max()) < 1e-5
+
+
+def test_lbfgs_probe_matches_scikit_learn_on_the_same_protocol():
+    from sklearn.linear_model import LogisticRegression
+
+    from crlbench.evaluate.linear import _standardise
+
+    feats, labels = _noisy(1, 2000)
+    x, y, xt, yt = feats[:1500], labels[:1500], feats[1500:], labels[1500:]
+    l2 = [1e-4, 1e-3, 1e-2, 1e-1]
+    out = linear_probe(x, y, xt, yt, num_classes=4, optimizer="lbfgs", l2=l2, seed=0)
+    assert out["l2"] in l2 and sorted(out["val_acc"]) == l2
+    best = max(out["val_acc"].values())
+    assert out["val_acc"][out["l2"]] == best
+    assert out["l2"] == max(lam for lam, acc in out["val_acc"].items() if acc == best)
+    # scikit-learn, fitted on all of train at the chosen penalty, scores the same on test
+    xs, xts = _standardise(x, xt)
+    ref = LogisticRegression(C=1 / (out["l2"] * len(x)), max_iter=1000)
+    ref.fit(xs[:, :-1].numpy(), y.numpy())
+    assert out["acc"] >= ref.score(xts[:, :-1].numpy(), yt.numpy()) - 1 / len(xt)
+    again = linear_probe(x, y, xt, yt, num_classes=4, optimizer="lbfgs", l2=l2, seed=0)
+    assert again == out
+
+
+def test_lbfgs_probe_separates_separable_data():
+    x, y = _separable(0)
+    xt, yt = _separable(0, n=100)
+    out = linear_probe(x, y, xt, yt, num_classes=3, optimizer="lbfgs", seed=0)
+    assert out["acc"] >= 0.99
 
 
 def test_stratified_split_holds_out_each_class_in_proportion():
@@ -474,3 +553,29 @@ def test_geometry_evaluator_scores_view_pairs_and_test_uniformity(monkeypatch):
 def test_geometry_without_views_is_an_error():
     with pytest.raises(ValueError, match="view_pairs"):
         evaluate_named(_embeddings(heads=False), _cfg(metrics=["geometry"]), seed=0)
+
+
+def test_knn_and_retrieval_of_a_run_search_the_neighbours_once(monkeypatch):
+    from crlbench.evaluate import evaluators
+
+    calls = []
+    nearest = evaluators.nearest
+
+    def counted(*args, **kwargs):
+        calls.append(args[-1])
+        return nearest(*args, **kwargs)
+
+    monkeypatch.setattr(evaluators, "nearest", counted)
+    cfg = _cfg(metrics=["knn", "retrieval"], knn_k=[5, 20], retrieval_k=[1, 10, 50])
+    together = evaluate_named(_embeddings(), cfg, seed=0).metrics
+    assert calls == [50]  # one search, as deep as the deepest k of either
+    alone = {**knn_accuracy(*_embeddings_tensors(), ks=[5, 20], num_classes=3),
+             **precision_at_k(*_embeddings_tensors(), ks=[1, 10, 50])}
+    assert [together[f"knn{k}_acc"] for k in (5, 20)] == [alone[5], alone[20]]
+    assert [together[f"retrieval_p{k}"] for k in (1, 10, 50)] == [alone[1], alone[10],
+                                                                   alone[50]]
+
+
+def _embeddings_tensors():
+    emb = _embeddings()
+    return emb.train, emb.train_labels, emb.test, emb.test_labels

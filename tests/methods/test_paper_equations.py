@@ -372,6 +372,16 @@ def test_uniformity_matches_sec_3_3(n, d, t):
     assert value(uniformity(z, t=t)) == approx(paper_uniformity(z, t))
 
 
+@pytest.mark.parametrize("block", [20, 45, 1 << 24])
+def test_uniformity_in_row_blocks_is_the_same_sum(block, monkeypatch):
+    """The pairwise products are taken in blocks of rows (1, 2 and all 20 rows here)."""
+    from crlbench.evaluate import geometry
+
+    monkeypatch.setattr(geometry, "_BLOCK", block)
+    z = randn(20, 16, seed=54) * 2
+    assert value(uniformity(z, t=2.0)) == approx(paper_uniformity(z, 2.0))
+
+
 def test_uniformity_default_t_is_2():
     z = randn(9, 5, seed=51)
     assert value(uniformity(z)) == approx(paper_uniformity(z, 2.0))

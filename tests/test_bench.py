@@ -42,6 +42,17 @@ def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
     assert set(size["seconds"]) == {"knn", "linear", "kmeans", "geometry", "retrieval"}
     assert all(s >= 0 for s in size["seconds"].values()) and size["total_s"] > 0
     assert "heads" in size["skipped"]
+    # scikit-learn beside each evaluator that has a counterpart, on the same features
+    assert res["eval"]["peer"] == "scikit-learn" and res["eval"]["threads"] >= 1
+    peers = size["peers"]
+    assert set(peers) == {"linear", "kmeans", "knn", "retrieval"}
+    assert all(p["peer_seconds"] > 0 and p["ratio"] > 0 for p in peers.values())
+    # kNN and retrieval: the same neighbours, the same vote, so the same numbers
+    for name in ("knn", "retrieval"):
+        for m, v in peers[name]["metrics"].items():
+            assert v["ours"] == pytest.approx(v["peer"], abs=1 / size["test"]), m
+    km = peers["kmeans"]["metrics"]["kmeans_inertia"]
+    assert km["ours"] <= km["peer"] * 1.01
 
     prof = res["profile"]
     assert set(prof["phases_s"]) == {"data", "augment", "forward", "backward", "optimizer"}
@@ -57,6 +68,21 @@ def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
     status = {t["name"]: t["status"] for t in res["targets"]}
     assert status["train_eager"].startswith("not applicable")
     assert status["cpu_fixed_cost_s"] in ("pass", "fail")
+
+
+def test_the_evaluation_part_at_a_thread_count_with_growth_per_evaluator(tmp_path: Path):
+    import torch
+
+    out = tmp_path / "e.json"
+    before = torch.get_num_threads()
+    assert main(["bench", "parts=[eval]", "eval_sizes=[300,600]", "threads=1", "peers=false",
+                 "device=cpu", f"output={out}"]) == 0
+    assert torch.get_num_threads() == before  # restored after the benchmark
+    ev = json.loads(out.read_text())["eval"]
+    assert ev["threads"] == 1 and ev["peer"] is None and "peers" not in ev["sizes"][0]
+    (step,) = ev["growth"]
+    assert (step["from"], step["to"]) == (300, 600)
+    assert set(step["evaluators"]) == {"knn", "linear", "kmeans", "geometry", "retrieval"}
 
 
 def test_the_profile_alone_warms_up_its_own_stepper(tmp_path: Path):
@@ -101,6 +127,7 @@ def test_phases_of_a_step_are_the_step(tmp_path: Path):
     ("steps=0", "'steps' must be >= 1"),
     ("parts=[speed]", "'parts' must be"),
     ("method=nosuch", "unknown method 'nosuch'"),
+    ("threads=0", "'threads' must be at least 1"),
 ])
 def test_bad_overrides_exit_2_with_one_line(arg, expected, tmp_path, capsys):
     assert main(["bench", arg, f"output={tmp_path}/b.json"]) == 2

@@ -56,6 +56,10 @@ class BenchConfig:
     feature_dim: int = 512
     classes: int = 10
     eval: EvalConfig = field(default_factory=EvalConfig)
+    peers: bool = True  # time scikit-learn's counterpart of each evaluator beside it
+    # torch threads (and the peers' BLAS threads) for the whole benchmark: a run's
+    # resources.cpu_per_run; None keeps torch's default
+    threads: int | None = None
     # (d): the fixed cost of a run on a real dataset (embedded digits needs no files)
     dataset: str = "digits"
     data: DataConfig = field(default_factory=DataConfig)
@@ -98,6 +102,9 @@ def check(cfg: DictConfig) -> None:
         _at_least(cfg, key, low)
     _one_of(cfg, "precision", PRECISIONS)
     _one_of(cfg, "optimizer", OPTIMIZERS)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise UserError(f"'threads' must be at least 1 (or null for torch's default), got "
+                        f"{cfg.threads}")
     if cfg.channels not in (1, 3):
         raise UserError(f"'channels' must be 1 or 3, got {cfg.channels}")
     if any(w < 0 for w in cfg.workers):

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from crlbench.bench.model import clock
+from crlbench.bench.peers import time_peers
 from crlbench.evaluate import Embeddings, run_evaluator
 from crlbench.resolve import resolve_evaluators
 
@@ -57,21 +58,48 @@ def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int,
             skipped[entry.name] = "no cluster heads on synthetic features"
             continue
         start = clock(device)
-        m, _ = run_evaluator(entry, emb, cfg, seed)
+        m, details = run_evaluator(entry, emb, cfg, seed)
         seconds[entry.name] = clock(device) - start
         metrics.update(m)
+        if entry.name == "kmeans":  # compared with the peer's
+            metrics["kmeans_inertia"] = details["inertia"]
     return {"seconds": seconds, "total_s": sum(seconds.values()), "skipped": skipped,
             "metrics": metrics}
 
 
-def growth(sizes: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """The exponent of time in features between consecutive sizes (1 is linear growth)."""
+def _exponent(a: dict[str, Any], b: dict[str, Any], ta: float | None,
+              tb: float | None) -> float | None:
+    if not ta or not tb or a["features"] == b["features"]:
+        return None
+    return math.log(tb / ta) / math.log(b["features"] / a["features"])
+
+
+def growth(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The exponent of time in features between consecutive sizes (1 is linear growth), of
+    the total and of each evaluator."""
     out = []
     for a, b in pairwise(sizes):
-        if b["features"] != a["features"] and a["total_s"] > 0 and b["total_s"] > 0:
-            out.append({"from": a["features"], "to": b["features"],
-                        "exponent": math.log(b["total_s"] / a["total_s"])
-                        / math.log(b["features"] / a["features"])})
+        total = _exponent(a, b, a["total_s"], b["total_s"])
+        if total is None:
+            continue
+        each = {name: _exponent(a, b, a["seconds"].get(name), b["seconds"].get(name))
+                for name in a["seconds"]}
+        out.append({"from": a["features"], "to": b["features"], "exponent": total,
+                    "evaluators": {k: v for k, v in each.items() if v is not None}})
+    return out
+
+
+def compare(ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per evaluator with a peer: both times, ours / peer, and both values of each metric
+    the two report."""
+    out = {}
+    for name, peer in peers.items():
+        mine = ours["seconds"].get(name)
+        shared = sorted(set(peer["metrics"]) & set(ours["metrics"]))
+        out[name] = {"seconds": mine, "peer_seconds": peer["seconds"],
+                     "ratio": mine / peer["seconds"] if mine and peer["seconds"] else None,
+                     "metrics": {m: {"ours": ours["metrics"][m], "peer": peer["metrics"][m]}
+                                 for m in shared}}
     return out
 
 
@@ -83,8 +111,14 @@ def measure_eval(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     for n in cfg.eval_sizes:
         emb = synthetic_features(n, cfg.feature_dim, cfg.classes, cfg.seed, device)
         timed = time_evaluators(emb, cfg.eval, cfg.seed, device)
-        sizes.append({"features": n, "train": len(emb.train), "test": len(emb.test), **timed})
+        row = {"features": n, "train": len(emb.train), "test": len(emb.test), **timed}
+        if cfg.peers:
+            names = [str(m) for m in cfg.eval.metrics]
+            row["peers"] = compare(timed, time_peers(emb, cfg.eval, cfg.seed, names,
+                                                     torch.get_num_threads()))
+        sizes.append(row)
         del emb
     return {"feature_dim": cfg.feature_dim, "classes": cfg.classes,
+            "threads": torch.get_num_threads(), "peer": "scikit-learn" if cfg.peers else None,
             "metrics": [str(m) for m in cfg.eval.metrics], "sizes": sizes,
             "growth": growth(sorted(sizes, key=lambda s: s["features"]))}

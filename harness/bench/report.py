@@ -77,12 +77,31 @@ def eval_table(results: dict[str, Any]) -> Table | None:
     if not ev:
         return None
     names = [m for m in ev["metrics"] if any(m in s["seconds"] for s in ev["sizes"])]
+    threads = f", {ev['threads']} thread{'s' * (ev['threads'] != 1)}" if "threads" in ev else ""
     table = Table("features", *names, "total s",
                   title=f"evaluation seconds ({ev['feature_dim']} dims, {ev['classes']} classes, "
-                        "6:1 train/test)")
+                        f"6:1 train/test{threads})")
     for s in ev["sizes"]:
         table.add_row(f"{s['features']:,}", *(_secs(s["seconds"].get(m)) for m in names),
                       _secs(s["total_s"]))
+    return table
+
+
+def peers_table(results: dict[str, Any]) -> Table | None:
+    ev = results.get("eval")
+    rows = [(s["features"], name, cmp) for s in (ev or {}).get("sizes", [])
+            for name, cmp in s.get("peers", {}).items()]
+    if not rows:
+        return None
+    table = Table("features", "evaluator", "crlbench s", f"{ev['peer']} s", "ratio",
+                  "metric: crlbench / peer", title="evaluation against scikit-learn (same "
+                  "features, protocol and threads; ratio < 1: crlbench is faster)")
+    for n, name, cmp in rows:
+        agree = "; ".join(f"{m} {v['ours']:.4g} / {v['peer']:.4g}"
+                          for m, v in cmp["metrics"].items())
+        ratio = "-" if cmp["ratio"] is None else f"{cmp['ratio']:.2f}"
+        table.add_row(f"{n:,}", name, _secs(cmp["seconds"]), _secs(cmp["peer_seconds"]), ratio,
+                      agree)
     return table
 
 
@@ -112,7 +131,8 @@ def print_report(console: Console, results: dict[str, Any], path: Path) -> None:
     env = results["environment"]
     console.print(f"device: {env['device_name']} ({env['device']}), torch {env['torch']}, "
                   f"CUDA {env['cuda']}, {env['cpu_count']} CPUs", markup=False, highlight=False)
-    for make in (training_table, profile_table, eval_table, fixed_table, targets_table):
+    for make in (training_table, profile_table, eval_table, peers_table, fixed_table,
+                 targets_table):
         table = make(results)
         if table is not None:
             console.print(table)

@@ -57,6 +57,16 @@ def _profile(cfg: DictConfig, device: torch.device, stepper) -> dict[str, Any]:
 
 
 def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
+    threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))  # a run's cpu_per_run, as a run sets it
+    try:
+        return _run_bench(cfg, overrides, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
     device = device_of(cfg)
     compile = device.type == "cuda" if cfg.compile is None else bool(cfg.compile)
     results: dict[str, Any] = {

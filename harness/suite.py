@@ -23,7 +23,13 @@ from crlbench.data import DatasetSource
 from crlbench.errors import UserError
 from crlbench.plugin import PluginEntry
 from crlbench.resolve import resolve_evaluators, resolve_method
-from crlbench.validate import check_names, check_sweep, check_values, check_variants
+from crlbench.validate import (
+    check_method_values,
+    check_names,
+    check_sweep,
+    check_values,
+    check_variants,
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ def method_config(method: str | PluginEntry, overrides: dict[str, Any] | None) -
         raise UserError(f"method_cfg.{name}: {e}") from None
     except Exception as e:  # a plugin's check may raise anything; name it, keep the cause
         raise UserError(f"method_cfg.{name}: check_config raised {type(e).__name__}: {e}") from e
+    check_method_values(name, resolved)  # after the method's own, more specific checks
     return resolved
 
 

@@ -11,9 +11,11 @@ the preflight applies them before the first run (the runner again, for a direct 
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from crlbench import registry
@@ -26,6 +28,8 @@ from crlbench.resolve import resolve_dataset, resolve_method
 from crlbench.store import RESERVED
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+MAX_IMAGE_SIZE = 1024  # a side beyond it is a typo here (ImageNet runs use 224)
 
 
 def check_names(cfg: DictConfig) -> tuple[dict[str, PluginEntry], dict[str, DatasetSource]]:
@@ -92,10 +96,15 @@ def check_eval(ev: DictConfig) -> None:
     if ev.geometry_samples is not None and ev.geometry_samples < 2:
         raise UserError("'eval.geometry_samples' must be at least 2 (uniformity needs pairs) or "
                         f"null for every test image, got {ev.geometry_samples}")
-    if any(k < 1 for k in ev.knn_k):
-        raise UserError(f"'eval.knn_k' values must be at least 1, got {list(ev.knn_k)}")
-    if any(k < 1 for k in ev.retrieval_k):
-        raise UserError(f"'eval.retrieval_k' values must be at least 1, got {list(ev.retrieval_k)}")
+    for key in ("knn_k", "retrieval_k"):
+        if not len(ev[key]) or any(k < 1 for k in ev[key]):
+            raise UserError(f"'eval.{key}' must list values of at least 1, got {list(ev[key])}")
+    _at_least_1({"eval.kmeans_iters": ev.kmeans_iters})
+    _in_range("eval.knn_temperature", ev.knn_temperature, 0, math.inf, low_open=True,
+              high_open=True)
+    if not len(ev.metrics):
+        raise UserError("'eval.metrics' is empty; name at least one evaluator (crlbench "
+                        "evaluators lists them)")
     if not 2 <= ev.kest_min_k <= ev.kest_max_k:
         raise UserError("K estimation needs 2 <= eval.kest_min_k <= eval.kest_max_k, got "
                         f"kest_min_k={ev.kest_min_k}, kest_max_k={ev.kest_max_k}")
@@ -106,14 +115,61 @@ def check_eval(ev: DictConfig) -> None:
         raise UserError(f"'eval.metrics' lists an evaluator twice: {list(ev.metrics)}")
 
 
+def _in_range(key: str, value: float, low: float, high: float, *, low_open: bool = False,
+              high_open: bool = False) -> None:
+    """`value` finite (not NaN or inf) and within [low, high], either end open if asked."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):
+        ends = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise UserError(f"'{key}' must be a finite number in {ends}, got {value}")
+
+
+def check_device(name: str) -> None:
+    """`device`: auto, cpu, cuda or cuda:N, and a CUDA device only where torch sees one."""
+    if not _DEVICE.match(name):
+        raise UserError(f"'device' is {name!r}; valid choices: auto, cpu, cuda, cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device={name} asked for, but torch sees no CUDA device here; use "
+                        "device=auto or device=cpu")
+
+
 def check_values(cfg: DictConfig) -> None:
+    """The ranges of the training, data and device settings, then of `eval`."""
     _at_least_1({"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
                  "train.checkpoint_every": cfg.train.checkpoint_every})
-    if cfg.data.image_size is not None and cfg.data.image_size < 4:
-        raise UserError(f"'data.image_size' must be at least 4, got {cfg.data.image_size}")
-    if cfg.train.optimizer.lr <= 0:
-        raise UserError(f"'train.optimizer.lr' must be positive, got {cfg.train.optimizer.lr}")
+    size = cfg.data.image_size
+    if size is not None and not 4 <= size <= MAX_IMAGE_SIZE:
+        raise UserError(f"'data.image_size' must be between 4 and {MAX_IMAGE_SIZE} (or null "
+                        f"for the native size), got {size}")
+    opt = cfg.train.optimizer
+    _in_range("train.optimizer.lr", opt.lr, 0, math.inf, low_open=True, high_open=True)
+    _in_range("train.optimizer.weight_decay", opt.weight_decay, 0, math.inf, high_open=True)
+    _in_range("train.optimizer.momentum", opt.momentum, 0, 1, high_open=True)
+    for beta in opt.betas:
+        _in_range("train.optimizer.betas", beta, 0, 1, high_open=True)
+    _in_range("train.optimizer.lars_eta", opt.lars_eta, 0, math.inf, low_open=True,
+              high_open=True)
+    _in_range("train.warmup_epochs", cfg.train.warmup_epochs, 0, math.inf, high_open=True)
+    _in_range("train.min_lr_ratio", cfg.train.min_lr_ratio, 0, 1)
+    if cfg.train.grad_clip is not None:
+        _in_range("train.grad_clip", cfg.train.grad_clip, 0, math.inf, low_open=True,
+                  high_open=True)
+    check_device(cfg.device)
     check_eval(cfg.eval)
+
+
+def check_method_values(name: str, resolved: dict[str, Any]) -> None:
+    """Rules for every method's hyper-parameters, beyond its own check_config: numbers are
+    finite, and a field named like a temperature (a softmax's) is positive."""
+    for key, value in resolved.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not math.isfinite(value):
+            raise UserError(f"'method_cfg.{name}.{key}' must be a finite number, got {value}")
+        if "temperature" in key and value <= 0:
+            raise UserError(f"'method_cfg.{name}.{key}' is a softmax temperature and must be "
+                            f"positive, got {value}")
 
 
 def unused_method_cfg(cfg: DictConfig) -> list[str]:

@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import pytest
+import torch
 
 from crlbench.cli import main
 from crlbench.errors import UserError
@@ -68,7 +69,7 @@ BAD_INPUT = [
     (["suite=quickstart", "eval.kest_max_k=1"], "kest_max_k=1"),
     (["suite=quickstart", "eval.kest_restarts=0"], "'eval.kest_restarts' must be at least 1"),
     (["suite=quickstart", "eval.retrieval_k=[0,5]"],
-     "'eval.retrieval_k' values must be at least 1"),
+     "'eval.retrieval_k' must list values of at least 1"),
     (["suite=quickstart", "eval.metrics=[knn,knn]"], "'eval.metrics' lists an evaluator twice"),
     (["suite=quickstart", "eval.linear.lrs=[]"], "'eval.linear.lrs' must list learning rates"),
     (["suite=quickstart", "eval.linear.optimizer=lbfgs", "eval.linear.l2=[0.1,-1]"],
@@ -76,7 +77,29 @@ BAD_INPUT = [
     (["suite=quickstart", "eval.linear.optimizer=lbfgs", "eval.linear.max_iter=0"],
      "'eval.linear.max_iter' must be at least 1"),
     (["suite=quickstart", "eval.linear.optimizer=newton"], "valid choices: adam, sgd, lbfgs"),
+    # values that used to train as ok, or fail only after training
+    (["suite=quickstart", "train.grad_clip=-1"],
+     "'train.grad_clip' must be a finite number in (0, inf)"),
+    (["suite=quickstart", "train.min_lr_ratio=nan"],
+     "'train.min_lr_ratio' must be a finite number in [0, 1], got nan"),
+    (["suite=quickstart", "train.warmup_epochs=-1"], "'train.warmup_epochs' must be a finite"),
+    (["suite=quickstart", "train.optimizer.lr=nan"], "'train.optimizer.lr' must be a finite"),
+    (["suite=quickstart", "train.optimizer.momentum=1.5"], "'train.optimizer.momentum'"),
+    (["suite=quickstart", "method=simclr", "method_cfg.simclr.temperature=-0.5"],
+     "'method_cfg.simclr.temperature' is a softmax temperature and must be positive"),
+    (["suite=quickstart", "method=simclr", "method_cfg.simclr.temperature=nan"],
+     "'method_cfg.simclr.temperature' must be a finite number, got nan"),
+    (["suite=quickstart", "eval.knn_k=[]"], "'eval.knn_k' must list values of at least 1"),
+    (["suite=quickstart", "eval.kmeans_iters=0"], "'eval.kmeans_iters' must be at least 1"),
+    (["suite=quickstart", "eval.metrics=[]"], "'eval.metrics' is empty"),
+    (["suite=quickstart", "eval.knn_temperature=0"], "'eval.knn_temperature' must be a finite"),
+    (["suite=quickstart", "device=tpu"], "'device' is 'tpu'; valid choices: auto, cpu, cuda"),
+    (["suite=quickstart", "variant.imbalance=[nan]"], "rho >= 1"),
+    (["suite=quickstart", "data.image_size=100000"], "'data.image_size' must be between 4 and"),
 ]
+if not torch.cuda.is_available():
+    BAD_INPUT.append((["suite=quickstart", "device=cuda"],
+                      "device=cuda asked for, but torch sees no CUDA device"))
 
 
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUT)

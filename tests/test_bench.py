@@ -157,7 +157,7 @@ def test_targets_are_judged_only_on_their_device_and_setting():
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["eval.knn_k=[0]"], "'eval.knn_k' values must be at least 1"),
+    (["eval.knn_k=[0]"], "'eval.knn_k' must list values of at least 1"),
     (["eval.kmeans_restarts=0"], "'eval.kmeans_restarts' must be at least 1"),
     (["eval.metrics=[knn,nosuch]"], "unknown evaluator 'nosuch'"),
     (["method=cmc", "channels=1"], "method 'cmc' needs images with 3 channels; channels gives 1"),

@@ -68,7 +68,7 @@ def test_run_id_is_stable_and_changes_only_with_what_changes_results():
     ("train.batch_size=-4", "'train.batch_size' must be at least 1"),
     ("seeds=[]", "'seeds' is empty"),
     ("seeds=[1,1]", "'seeds' lists a value twice"),
-    ("train.optimizer.lr=0", "'train.optimizer.lr' must be positive"),
+    ("train.optimizer.lr=0", "'train.optimizer.lr' must be a finite number in \\(0, inf\\)"),
     ("name=../escape", "suite name '../escape' must be"),
     ("method=cmc", "method 'cmc' needs images with 3 channels; dataset 'digits' has 1"),
 ])

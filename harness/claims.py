@@ -1,10 +1,13 @@
 """Claims on runs, so that processes sharing a store never run the same spec at once.
 
 A run about to start creates `<run_id>.claim` beside its record with O_EXCL, so two
-`crlbench run` processes on one store never run it twice. A claim is stale (and
-taken over) when its process is gone, on the same host; from another host, whose processes
-cannot be seen, when it has not been refreshed for CLAIM_TTL seconds (the local executor
-refreshes its claim every epoch, the Ray driver all of its claims every minute).
+`crlbench run` processes on one store never run it twice. A claim names its process by
+host, pid, start time and boot. It is stale (and taken over), on the same host, when that
+process is gone: its pid is dead, or alive but started at another time (a pid reused, as in
+a restarted container), or the machine has rebooted since. From another host, whose processes
+cannot be seen, it is stale when it has not been refreshed for CLAIM_TTL seconds (the local
+executor refreshes its claim every epoch, the Ray driver all of its claims every minute). A
+process never waits on a claim of its own.
 """
 
 from __future__ import annotations
@@ -38,12 +41,49 @@ def _claim_is_stale(path: Path) -> bool:
     except (ValueError, TypeError, KeyError):
         return age > 60  # half-written by a dying process, or not a claim crlbench wrote
     if host == socket.gethostname():
-        return not _pid_alive(pid)
+        if owner.get("boot") not in (None, _boot_id()):
+            return True  # written before the machine rebooted
+        if not _pid_alive(pid):
+            return True
+        # a live pid is the claimant only if it started when the claimant did: a restarted
+        # container reuses the pids of the dead one (crlbench is often pid 1 in each)
+        start = owner.get("start")
+        return start is not None and _process_start(pid) not in (None, start)
     return age > CLAIM_TTL
 
 
+def _process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat);
+    None without /proc or without that process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces and parentheses
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
 def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    """Who claims: the host, the pid, and (where /proc tells) the process's start time and
+    the boot, which together name one process even when pids are reused."""
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "start": _process_start(os.getpid()), "boot": _boot_id()}
+
+
+def _is_own(path: Path) -> bool:
+    """Whether the claim at `path` is this very process's."""
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(owner, dict) and all(owner.get(k) == v for k, v in _owner().items())
 
 
 @contextlib.contextmanager
@@ -78,6 +118,8 @@ def try_claim(record: Path) -> bool:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            if _is_own(path):
+                return True  # a process never waits on its own claim
             with _takeover_lock(record):  # judged and removed as one step
                 if not _claim_is_stale(path):
                     return False
@@ -92,7 +134,7 @@ def try_claim(record: Path) -> bool:
 def is_claimed(record: Path) -> bool:
     """Whether a live claim (not stale) is held on the run of `record`."""
     path = claim_path(record)
-    return path.exists() and not _claim_is_stale(path)
+    return path.exists() and not _claim_is_stale(path) and not _is_own(path)
 
 
 def refresh_claim(record: Path) -> None:
@@ -103,9 +145,5 @@ def refresh_claim(record: Path) -> None:
 def release_claim(record: Path) -> None:
     """Remove this process's claim (never one that a successor took over meanwhile)."""
     path = claim_path(record)
-    try:
-        owner = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(owner, dict) and {k: owner.get(k) for k in ("host", "pid")} == _owner():
+    if _is_own(path):
         path.unlink(missing_ok=True)

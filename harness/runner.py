@@ -37,7 +37,14 @@ from crlbench.evaluate.evaluators import sample_rows
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
 from crlbench.seeding import derive_seed, seed_everything
-from crlbench.store import SCHEMA_VERSION, checkpoint_dir, record_path, write_record
+from crlbench.store import (
+    SCHEMA_VERSION,
+    checkpoint_dir,
+    is_done,
+    read_record,
+    record_path,
+    write_record,
+)
 from crlbench.suite import RunSpec
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 from crlbench.validate import check_batch_fits, check_long_tail_source
@@ -192,11 +199,24 @@ def new_record(spec: RunSpec) -> dict[str, Any]:
 
 def record_failure(spec: RunSpec, store: Path, error: dict[str, Any]) -> dict[str, Any]:
     """Write a failed record for a run that died before it could write its own (the process was
-    killed, ran out of memory, ...); `error` has at least "type" and "message"."""
+    killed, ran out of memory, ...); `error` has at least "type" and "message". Where the run
+    wrote its ok record before it died (a Ray worker lost after the write), that record stays
+    and is returned."""
+    path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+    if is_done(path):
+        return read_record(path)
     record = new_record(spec)
     record.update(status="failed", error=error, created=_now())
-    write_record(record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id), record)
+    _write(path, record)
     return record
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """Write the record, except a failure over an ok record: a finished result is never
+    replaced by a failure (a later `--force` rerun that fails, a worker lost after writing)."""
+    if record["status"] != "ok" and is_done(path):
+        return
+    write_record(path, record)
 
 
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
@@ -225,7 +245,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
     try:
-        write_record(path, record)
+        _write(path, record)
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
         return record_failure(spec, store, _error(e))
     return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -23,30 +24,66 @@ from crlbench.suite import expand
 def test_claims_keep_two_processes_off_one_spec_and_stale_claims_are_taken_over(tmp_path):
     record = record_path(tmp_path, "s", "m", "d", "abc")
     assert try_claim(record)
-    assert not try_claim(record)  # held by a live process (this one)
     claim = record.with_suffix(".claim")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    info = json.loads(claim.read_text())
-    claim.write_text(json.dumps({**info, "pid": int(dead.stdout)}))  # its owner has exited
-    assert try_claim(record)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(_claim_of(other.pid))
+        assert not try_claim(record)  # held by another live process
+    finally:
+        other.kill()
+        other.wait()
+    assert try_claim(record)  # its owner has exited
     assert json.loads(claim.read_text())["pid"] == os.getpid()
 
 
+def _claim_of(pid: int, **fields) -> str:
+    from crlbench.claims import _boot_id, _process_start
+
+    return json.dumps({"host": socket.gethostname(), "pid": pid, "start": _process_start(pid),
+                       "boot": _boot_id(), "time": time.time(), **fields})
+
+
 def test_an_old_claim_is_stale_only_when_its_owner_cannot_be_seen(tmp_path):
-    """Same host: the owner's pid decides, however old the claim (a long epoch, a queued Ray
+    """Same host: the owner process decides, however old the claim (a long epoch, a queued Ray
     run). Another host: a claim not refreshed for CLAIM_TTL is taken over."""
     record = record_path(tmp_path, "s", "m", "d", "abc")
-    assert try_claim(record)
+    record.parent.mkdir(parents=True)
     claim = record.with_suffix(".claim")
-    old = time.time() - CLAIM_TTL - 60
-    os.utime(claim, (old, old))
-    assert not try_claim(record)  # this (live) process still owns it
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        claim.write_text(_claim_of(other.pid))
+        old = time.time() - CLAIM_TTL - 60
+        os.utime(claim, (old, old))
+        assert not try_claim(record)  # the other (live) process still owns it
+    finally:
+        other.kill()
+        other.wait()
+    assert try_claim(record)  # its process is gone
     claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
     os.utime(claim, (old, old))
     assert try_claim(record)
     claim.write_text(json.dumps({**json.loads(claim.read_text()), "host": "elsewhere"}))
     assert not try_claim(record)  # fresh: the other host is presumed alive
+
+
+def test_a_claim_whose_pid_was_reused_is_stale_and_a_process_never_waits_on_its_own(
+        tmp_path):
+    """A restarted container gives the new crlbench the dead one's pid: the claim's start
+    time tells them apart. Before, the rerun waited for itself forever."""
+    from crlbench.claims import _process_start, is_claimed
+
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    record.parent.mkdir(parents=True)
+    claim = record.with_suffix(".claim")
+    claim.write_text(_claim_of(os.getpid(), start=_process_start(os.getpid()) - 1))
+    assert not is_claimed(record) and try_claim(record)  # taken over at once
+    assert json.loads(claim.read_text())["start"] == _process_start(os.getpid())
+    assert try_claim(record) and not is_claimed(record)  # its own claim: no wait
+    claim.write_text(_claim_of(os.getpid(), boot="another-boot"))
+    assert try_claim(record)  # written before a reboot
+    # a claim in the old format (no start time) keeps the pid rule: a live pid holds it
+    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    assert not try_claim(record)
 
 
 def test_the_ray_driver_keeps_every_claim_of_its_grid_fresh(tmp_path):

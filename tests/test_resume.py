@@ -4,6 +4,7 @@ suite goes on."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -125,3 +126,25 @@ def test_a_record_that_cannot_be_written_becomes_a_failure_and_the_suite_goes_on
     records = scan(tmp_path / "results").records
     assert len(records) == 2 and {r["status"] for r in records} == {"failed"}
     assert all("not JSON serializable" in r["error"]["message"] for r in records)
+
+
+def test_an_ok_record_is_never_replaced_by_a_failure(tiny, tmp_path, monkeypatch, capsys):
+    """Under Ray, a worker lost after writing its ok record made the driver write a failed
+    one over it (and the run trained again). A failing `--force` rerun did the same."""
+    from crlbench import runner
+
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]"]) == 0
+    (path,) = (tmp_path / "results").rglob("*.json")
+    ok = json.loads(path.read_text())
+    (spec,) = expand(load_suite("quickstart", [*tiny, "method=raw", "seeds=[0]"]))
+    lost = runner.record_failure(spec, tmp_path / "results",
+                                 {"type": "RayActorError", "message": "the worker died"})
+    assert lost["status"] == "ok" and json.loads(path.read_text()) == ok
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(runner, "evaluate", broken)
+    assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]", "--force"]) == 1
+    assert "evaluation broke" in capsys.readouterr().out  # the failure is reported ...
+    assert json.loads(path.read_text()) == ok  # ... and the finished result kept

@@ -26,6 +26,7 @@ from crlbench.resolve import resolve_evaluators, resolve_method
 from crlbench.validate import (
     check_method_values,
     check_names,
+    check_size,
     check_sweep,
     check_values,
     check_variants,
@@ -126,6 +127,10 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
     part["eval"] = _used_eval(run_cfg["eval"])
     part["data"] = {k: run_cfg["data"][k] for k in data}
     part["method_version"] = method_version
+    # torch's thread count changes float sums, so numbers on the CPU; hashed only when it is
+    # not the default 1, which keeps the ids of the runs made before it was hashed
+    if run_cfg["threads"] != 1:
+        part["threads"] = run_cfg["threads"]
     return part
 
 
@@ -170,6 +175,7 @@ def _apply(cfg: DictConfig, variant: dict[str, Any]) -> DictConfig:
 
 def expand(cfg: DictConfig) -> list[RunSpec]:
     """All runs of a suite in a stable order: method, dataset, variant, then seed."""
+    check_size(cfg)
     methods, sources = check_names(cfg)
     check_values(cfg)
     check_sweep(cfg)
@@ -197,7 +203,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         "augment": plain["augment"], "train": plain["train"],
                         "eval": plain["eval"], "data": plain["data"], "device": plain["device"],
                         # torch threads of the run, whichever executor runs it: float sums
-                        # depend on them, so one spec gives one record (not hashed)
+                        # depend on them, so they are part of the run's identity
                         "threads": max(1, int(cfg.resources.cpu_per_run)),
                     }
                     hashed = _hashed_part(run_cfg, trainable, version)

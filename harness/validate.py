@@ -30,6 +30,7 @@ from crlbench.store import RESERVED
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 MAX_IMAGE_SIZE = 1024  # a side beyond it is a typo here (ImageNet runs use 224)
+MAX_RUNS = 100_000  # runs of one suite (an upper bound before any per-method filtering)
 
 
 def check_names(cfg: DictConfig) -> tuple[dict[str, PluginEntry], dict[str, DatasetSource]]:
@@ -135,7 +136,10 @@ def check_device(name: str) -> None:
 
 
 def check_values(cfg: DictConfig) -> None:
-    """The ranges of the training, data and device settings, then of `eval`."""
+    """The ranges of the training, data, device and results settings, then of `eval`."""
+    if not str(cfg.results.dir).strip():
+        raise UserError("'results.dir' is empty; give the results store's folder (default "
+                        "results)")
     _at_least_1({"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
                  "train.checkpoint_every": cfg.train.checkpoint_every})
     size = cfg.data.image_size
@@ -181,6 +185,17 @@ def unused_method_cfg(cfg: DictConfig) -> list[str]:
 
 _NOT_SWEPT = ("name", "description", "method", "dataset", "seeds", "sweep", "results",
               "executor", "device", "resources", "ray", "variant")
+
+
+def check_size(cfg: DictConfig) -> None:
+    """A grid of at most MAX_RUNS runs (a typo in a sweep would otherwise expand for
+    minutes before anything is said)."""
+    size = len(cfg.method) * len(cfg.dataset) * len(cfg.seeds)
+    for values in (*cfg.sweep.values(), cfg.variant.imbalance, cfg.variant.k):
+        size *= max(1, len(values))
+    if size > MAX_RUNS:
+        raise UserError(f"the suite makes {size:,} runs (methods x datasets x seeds x sweep x "
+                        f"variants), more than {MAX_RUNS:,}; split it into several suites")
 
 
 def check_sweep(cfg: DictConfig) -> None:

@@ -166,3 +166,17 @@ def test_preflight_judges_each_run_by_its_own_batch_size():
     preflight(expand(load_suite("quickstart", ["train.batch_size=4096", sweep])))
     with pytest.raises(UserError, match="train.batch_size=4096 is larger than the 1437"):
         preflight(expand(load_suite("quickstart", ["sweep={train.batch_size: [64, 4096]}"])))
+
+
+def test_an_empty_results_dir_and_a_huge_grid_are_refused_before_expanding(tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "suite=quickstart", "executor=local", "results.dir="]) == 2
+    _assert_one_error_line(capsys, "'results.dir' is empty")
+    seeds = "seeds=[" + ",".join(str(i) for i in range(1000)) + "]"
+    lrs = "sweep={train.optimizer.lr: [" + ",".join(f"{(i + 1) / 1000:g}" for i in range(101))
+    assert main(["run", "suite=quickstart", "executor=local", seeds, lrs + "]}",
+                 f"results.dir={tmp_path / 'results'}"]) == 2
+    _assert_one_error_line(capsys, "runs (methods x datasets x seeds x sweep x variants), "
+                                   "more than 100,000; split it into several suites")
+    assert list(tmp_path.iterdir()) == []  # nothing written, in the current folder either

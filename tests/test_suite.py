@@ -134,3 +134,12 @@ def test_the_probe_settings_its_optimizer_ignores_are_not_in_the_run_id():
     (stronger,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs",
                             "eval.linear.l2=[1.0]")
     assert stronger.run_id != lbfgs.run_id
+
+
+def test_the_thread_count_is_part_of_a_runs_identity():
+    """Float sums on the CPU depend on torch's threads: cpu_per_run=2 is another run."""
+    (one,) = specs_for("method=simclr", "seeds=[0]")
+    (also_one,) = specs_for("method=simclr", "seeds=[0]", "resources.cpu_per_run=1")
+    (two,) = specs_for("method=simclr", "seeds=[0]", "resources.cpu_per_run=2")
+    assert one.run_id == also_one.run_id  # the default: ids made before it was hashed stay
+    assert two.run_id != one.run_id and two.config["threads"] == 2

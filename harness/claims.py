@@ -6,8 +6,8 @@ host, pid, start time and boot. It is stale (and taken over), on the same host, 
 process is gone: its pid is dead, or alive but started at another time (a pid reused, as in
 a restarted container), or the machine has rebooted since. From another host, whose processes
 cannot be seen, it is stale when it has not been refreshed for CLAIM_TTL seconds (the local
-executor refreshes its claim every epoch, the Ray driver all of its claims every minute). A
-process never waits on a claim of its own.
+executor refreshes its claim every epoch and every 10 minutes whatever the run does, the Ray
+driver all of its claims every minute). A process never waits on a claim of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,29 @@ def is_claimed(record: Path) -> bool:
 def refresh_claim(record: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.utime(claim_path(record))
+
+
+HEARTBEAT_S = CLAIM_TTL / 6  # how often a running claim is refreshed, whatever the run does
+
+
+@contextlib.contextmanager
+def heartbeat(record: Path, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """Refresh the claim of `record` every `every` seconds from a background thread while the
+    block runs: through the evaluation and any long phase, not only at epoch ends, so another
+    host never takes over a live run."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            refresh_claim(record)
+
+    thread = threading.Thread(target=beat, name="crlbench-claim-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def release_claim(record: Path) -> None:

@@ -190,3 +190,33 @@ def test_runs_claimed_elsewhere_are_waited_for_and_taken_over_when_abandoned(
         capsys.readouterr().err
     (record,) = scan(tmp_path / "results").records
     assert record["status"] == "ok"
+
+
+def test_a_running_claim_is_refreshed_during_a_long_evaluation(tmp_path, monkeypatch):
+    """Only epoch ends refreshed it: an evaluation longer than CLAIM_TTL let another host take
+    over a live run. The local executor's heartbeat refreshes it whatever the run does."""
+    from crlbench.claims import heartbeat
+
+    record = record_path(tmp_path, "s", "m", "d", "abc")
+    assert try_claim(record)
+    claim = record.with_suffix(".claim")
+    old = time.time() - CLAIM_TTL - 60
+    os.utime(claim, (old, old))
+    with heartbeat(record, every=0.05):
+        time.sleep(0.5)  # a phase with no epoch end, as an evaluation
+    assert time.time() - claim.stat().st_mtime < 5
+    # and the local executor runs every run under one
+    from crlbench.executors import local
+
+    beats = []
+    monkeypatch.setattr(local, "heartbeat", lambda path: _recorded(beats, path))
+    assert main(["run", "suite=quickstart", "method=raw", "seeds=[0]", "executor=local",
+                 "dataset=digits", "eval.metrics=[knn]", f"results.dir={tmp_path / 'r'}"]) == 0
+    assert len(beats) == 1 and beats[0].name.endswith(".json")
+
+
+def _recorded(beats: list, path):
+    from contextlib import nullcontext
+
+    beats.append(path)
+    return nullcontext()

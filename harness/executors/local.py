@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crlbench.claims import refresh_claim, release_claim, try_claim
+from crlbench.claims import heartbeat, refresh_claim, release_claim, try_claim
 from crlbench.data import DatasetCache
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
@@ -45,7 +45,8 @@ class LocalExecutor:
                     refresh_claim(path)
                     progress.epoch(spec, epoch, epochs, terms)
 
-                record = execute(spec, store, on_epoch=on_epoch, cache=self.cache)
+                with heartbeat(path):  # evaluation and long phases refresh it too
+                    record = execute(spec, store, on_epoch=on_epoch, cache=self.cache)
             finally:
                 release_claim(path)
             if record["status"] == "ok":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import socket
@@ -64,6 +65,7 @@ def _process_start(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+@functools.cache  # one per boot: read once
 def _boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -71,11 +73,16 @@ def _boot_id() -> str | None:
         return None
 
 
+@functools.cache  # a process's start never changes; keyed by pid, so a forked child has its own
+def _own_start(pid: int) -> int | None:
+    return _process_start(pid)
+
+
 def _owner() -> dict[str, Any]:
     """Who claims: the host, the pid, and (where /proc tells) the process's start time and
     the boot, which together name one process even when pids are reused."""
     return {"host": socket.gethostname(), "pid": os.getpid(),
-            "start": _process_start(os.getpid()), "boot": _boot_id()}
+            "start": _own_start(os.getpid()), "boot": _boot_id()}
 
 
 def _is_own(path: Path) -> bool:

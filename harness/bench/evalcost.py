@@ -13,6 +13,7 @@ the test features as its view pairs; cluster heads are skipped (there are none t
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 from crlbench.bench.model import clock
 from crlbench.bench.peers import time_peers
 from crlbench.evaluate import Embeddings, run_evaluator
+from crlbench.plugin import PluginEntry
 from crlbench.resolve import resolve_evaluators
 
 NOISE = 3.0
@@ -48,12 +50,12 @@ def synthetic_features(n: int, dim: int, classes: int, seed: int,
     return emb
 
 
-def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int,
-                    device: torch.device) -> dict[str, Any]:
+def time_evaluators(emb: Embeddings, cfg: DictConfig, seed: int, device: torch.device,
+                    evaluators: Sequence[PluginEntry]) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     metrics: dict[str, float] = {}
-    for entry in resolve_evaluators(cfg.metrics):
+    for entry in evaluators:
         if entry.name == "heads":
             skipped[entry.name] = "no cluster heads on synthetic features"
             continue
@@ -104,13 +106,14 @@ def compare(ours: dict[str, Any], peers: dict[str, dict[str, Any]]) -> dict[str,
 
 
 def measure_eval(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    evaluators = resolve_evaluators(cfg.eval.metrics)  # once, for every size
     if device.type == "cuda":
         warm = synthetic_features(WARMUP_SIZE, cfg.feature_dim, cfg.classes, cfg.seed, device)
-        time_evaluators(warm, cfg.eval, cfg.seed, device)
+        time_evaluators(warm, cfg.eval, cfg.seed, device, evaluators)
     sizes = []
     for n in cfg.eval_sizes:
         emb = synthetic_features(n, cfg.feature_dim, cfg.classes, cfg.seed, device)
-        timed = time_evaluators(emb, cfg.eval, cfg.seed, device)
+        timed = time_evaluators(emb, cfg.eval, cfg.seed, device, evaluators)
         row = {"features": n, "train": len(emb.train), "test": len(emb.test), **timed}
         if cfg.peers:
             names = [str(m) for m in cfg.eval.metrics]

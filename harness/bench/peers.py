@@ -24,6 +24,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from crlbench.evaluate import Embeddings, cluster_scores, cluster_split
+from crlbench.evaluate.evaluators import neighbour_depth
 from crlbench.evaluate.linear import _standardise, stratified_split
 
 
@@ -67,14 +68,8 @@ def _neighbours(emb: Embeddings, depth: int, state: dict) -> tuple[np.ndarray, n
     return state["sims"], state["labels"]
 
 
-def _depth(emb: Embeddings, cfg: Any) -> int:
-    ks = [int(k) for name, key in (("knn", "knn_k"), ("retrieval", "retrieval_k"))
-          if name in cfg.metrics for k in cfg[key]]
-    return min(max(ks), len(emb.train))
-
-
 def _knn(emb: Embeddings, cfg: Any, seed: int, state: dict) -> dict[str, float]:
-    sims, labels = _neighbours(emb, _depth(emb, cfg), state)
+    sims, labels = _neighbours(emb, neighbour_depth(cfg, len(emb.train), cfg.knn_k), state)
     truth = emb.test_labels.cpu().numpy()
     weights = np.exp((sims - sims[:, :1]) / float(cfg.knn_temperature))
     out = {}
@@ -86,7 +81,7 @@ def _knn(emb: Embeddings, cfg: Any, seed: int, state: dict) -> dict[str, float]:
 
 
 def _retrieval(emb: Embeddings, cfg: Any, seed: int, state: dict) -> dict[str, float]:
-    _, labels = _neighbours(emb, _depth(emb, cfg), state)
+    _, labels = _neighbours(emb, neighbour_depth(cfg, len(emb.train), cfg.retrieval_k), state)
     hits = labels == emb.test_labels.cpu().numpy()[:, None]
     return {f"retrieval_p{k}": float(hits[:, :min(int(k), len(emb.train))].mean())
             for k in cfg.retrieval_k}

@@ -139,6 +139,7 @@ def evaluator_needs(entry: PluginEntry) -> frozenset[str]:
                         f"runner does not provide; valid inputs: {', '.join(INPUTS)}")
     return frozenset(declared)
 
+
 def cluster_split(emb: Embeddings, split: str) -> tuple[Tensor, Tensor]:
     """Features and labels that clustering is scored on: "all" (train then test) or "test"."""
     if split == "all":
@@ -158,15 +159,20 @@ def sample_rows(n: int, cap: int, seed: int) -> Tensor | None:
     return torch.randperm(n, generator=gen)[:cap]
 
 
-def _neighbour_table(emb: Embeddings, cfg: Any, own_ks: Any) -> Chunk:
-    """The cosine neighbours of the test features in the train bank, searched once per run for
-    kNN and retrieval both: deep enough for `own_ks` and for the k of whichever of the two
-    eval.metrics also names, and kept on `emb`."""
+def neighbour_depth(cfg: Any, bank_size: int, own_ks: Any = ()) -> int:
+    """How many neighbours one search must find to serve kNN and retrieval both: the largest
+    of `own_ks` and of the k of whichever of the two eval.metrics names, clipped to the bank."""
     ks = [int(k) for k in own_ks]
     for name, key in (("knn", "knn_k"), ("retrieval", "retrieval_k")):
         if name in cfg.metrics:
             ks += [int(k) for k in cfg[key]]
-    depth = min(max(ks), len(emb.train))
+    return min(max(ks), bank_size)
+
+
+def _neighbour_table(emb: Embeddings, cfg: Any, own_ks: Any) -> Chunk:
+    """The cosine neighbours of the test features in the train bank, searched once per run for
+    kNN and retrieval both (`neighbour_depth` deep), and kept on `emb`."""
+    depth = neighbour_depth(cfg, len(emb.train), own_ks)
     if emb.neighbours is None or emb.neighbours.sims.shape[1] < depth:
         emb.neighbours = nearest(emb.train, emb.train_labels, emb.test, emb.test_labels, depth)
     return emb.neighbours

@@ -89,12 +89,7 @@ def linear_probe(
     settings = _Settings(num_classes, epochs, batch_size, optimizer, weight_decay, gen)
 
     candidates = sorted({float(lr) for lr in lrs})
-    fit, val = stratified_split(y.cpu(), val_fraction, gen)
-    if len(val) == 0:
-        raise ValueError(
-            f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep lrs"
-        )
-    fit, val = fit.to(device), val.to(device)
+    fit, val = _held_out(y, val_fraction, gen, "lrs")
     val_acc = _fit_and_score(x[fit], y[fit], x[val], y[val], candidates, settings)
     best = max(range(len(candidates)), key=lambda i: (val_acc[i], -i))
     lr = candidates[best]
@@ -114,6 +109,19 @@ def stratified_split(
         val.append(idx[:n_val])
         fit.append(idx[n_val:])
     return torch.cat(fit).sort().values, torch.cat(val).sort().values
+
+
+def _held_out(y: Tensor, val_fraction: float, gen: torch.Generator,
+              swept: str) -> tuple[Tensor, Tensor]:
+    """`stratified_split` of the labels `y`, as indices on their device; ValueError when it
+    holds out nothing to pick the `swept` candidates on."""
+    fit, val = stratified_split(y.cpu(), val_fraction, gen)
+    if len(val) == 0:
+        raise ValueError(
+            f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep "
+            f"{swept}"
+        )
+    return fit.to(y.device), val.to(y.device)
 
 
 def _standardise(fit: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,13 +152,18 @@ def _fit_and_score(
 ) -> list[float]:
     """Train one zero-initialised probe per lr on (x, y); their accuracies on (x_eval, y_eval)."""
     x, x_eval = _standardise(x, x_eval)
-    weights = _train(x, y, lrs, settings)
+    return _accuracies(x_eval, y_eval, _train(x, y, lrs, settings))
+
+
+def _accuracies(x: Tensor, y: Tensor, weights: Tensor, rows: int = 65536) -> list[float]:
+    """The accuracy on (x, y) of each probe of `weights` [D + 1, probes, classes], the rows
+    taken in blocks so that one block's logits for every probe fit in memory."""
     flat = weights.flatten(1)
-    correct = torch.zeros(len(lrs), dtype=torch.long, device=x.device)
-    for start in range(0, len(x_eval), 65536):
-        logits = (x_eval[start : start + 65536] @ flat).unflatten(1, weights.shape[1:])
-        correct += (logits.argmax(dim=2) == y_eval[start : start + 65536, None]).sum(dim=0)
-    return [int(c) / len(x_eval) for c in correct.cpu()]
+    correct = torch.zeros(weights.shape[1], dtype=torch.long, device=x.device)
+    for start in range(0, len(x), rows):
+        logits = (x[start : start + rows] @ flat).unflatten(1, weights.shape[1:])
+        correct += (logits.argmax(dim=2) == y[start : start + rows, None]).sum(dim=0)
+    return [int(c) / len(x) for c in correct.cpu()]
 
 
 def _train(x: Tensor, y: Tensor, lrs: list[float], settings: _Settings) -> Tensor:
@@ -210,13 +223,7 @@ def _lbfgs_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor,
     device = train_feats.device
     x = train_feats.float()
     y = train_labels.to(device=device, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    fit, val = stratified_split(y.cpu(), val_fraction, gen)
-    if len(val) == 0:
-        raise ValueError(
-            f"val_fraction={val_fraction} holds out no sample of {len(y)}; raise it to sweep l2"
-        )
-    fit, val = fit.to(device), val.to(device)
+    fit, val = _held_out(y, val_fraction, torch.Generator().manual_seed(seed), "l2")
     x_fit, x_val = _standardise(x[fit], x[val])
     # strongest penalty first: each solution starts the next, weaker one
     candidates = sorted({float(v) for v in l2}, reverse=True)
@@ -225,11 +232,11 @@ def _lbfgs_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor,
     for lam in candidates:
         w = _solve(x_fit, y[fit], lam, w, max_iter)
         solutions[lam] = w
-        val_acc[lam] = _accuracy(x_val, y[val], w)
+        (val_acc[lam],) = _accuracies(x_val, y[val], w[:, None])
     best = max(candidates, key=lambda lam: (val_acc[lam], lam))  # ties: the stronger penalty
     x_all, x_test = _standardise(x, test_feats.to(device).float())
     w = _solve(x_all, y, best, solutions[best], max_iter)
-    acc = _accuracy(x_test, test_labels.to(device=device, dtype=torch.long), w)
+    (acc,) = _accuracies(x_test, test_labels.to(device=device, dtype=torch.long), w[:, None])
     return {"acc": acc, "l2": best, "val_acc": {lam: val_acc[lam] for lam in sorted(val_acc)}}
 
 
@@ -258,9 +265,3 @@ def _solve(x: Tensor, y: Tensor, lam: float, start: Tensor, max_iter: int,
         opt.step(closure)
     return w.detach()
 
-
-def _accuracy(x: Tensor, y: Tensor, w: Tensor) -> float:
-    correct = 0
-    for start in range(0, len(x), 65536):
-        correct += int(((x[start:start + 65536] @ w).argmax(dim=1) == y[start:start + 65536]).sum())
-    return correct / len(x)

@@ -39,8 +39,7 @@ def cosine_neighbours(
     k_used = {k: min(k, len(train_feats)) for k in ks}
     k_max = max(k_used.values())
     if table is not None:
-        if table.sims.shape != (len(test_feats), table.sims.shape[1]) or (
-                table.sims.shape[1] < k_max):
+        if len(table.sims) != len(test_feats) or table.sims.shape[1] < k_max:
             raise ValueError(f"the neighbour table holds {tuple(table.sims.shape)}, {what} "
                              f"needs {len(test_feats)} queries x {k_max}")
         return k_used, [table]

@@ -93,6 +93,38 @@ def test_the_profile_alone_warms_up_its_own_stepper(tmp_path: Path):
     assert res["profile"]["steps"] == 2 and res["profile"]["compile"] is False
 
 
+def test_the_thread_part_times_each_phase_at_each_count(tmp_path: Path, capsys):
+    import torch
+
+    out = tmp_path / "t.json"
+    before = torch.get_num_threads()
+    assert main(["bench", *TINY, "parts=[threads]", "profile_steps=2", "thread_counts=[1,2]",
+                 f"output={out}"]) == 0
+    assert torch.get_num_threads() == before
+    res = json.loads(out.read_text())
+    assert res["threads_used"] == 1  # a run's default resources.cpu_per_run
+    th = res["threads"]
+    assert [r["threads"] for r in th["rows"]] == [1, 2]
+    for row in th["rows"]:
+        assert row["augment_s"] > 0 and row["model_s"] > 0
+        assert row["step_s"] == pytest.approx(row["augment_s"] + row["model_s"])
+    by = {r["threads"]: r for r in th["rows"]}
+    for key in ("augment", "model", "step"):
+        assert by[th["fastest"][key]][f"{key}_s"] == min(r[f"{key}_s"] for r in th["rows"])
+    best = min(r["step_s"] for r in th["rows"])
+    split = min(r["augment_s"] for r in th["rows"]) + min(r["model_s"] for r in th["rows"])
+    assert th["split_gain"] == pytest.approx(best / split) and th["split_gain"] >= 1.0
+    shown = capsys.readouterr().out
+    assert "torch threads: 1" in shown and "a split would gain" in shown
+
+
+def test_default_thread_counts_double_up_to_the_cores():
+    from crlbench.bench.threads import default_counts
+
+    assert default_counts(1) == [1] and default_counts(2) == [1, 2]
+    assert default_counts(6) == [1, 2, 4, 6] and default_counts(16) == [1, 2, 4, 8, 16]
+
+
 def test_phases_of_a_step_are_the_step(tmp_path: Path):
     """forward + backward + update is exactly `step`: the same parameters after either."""
     import torch
@@ -128,6 +160,7 @@ def test_phases_of_a_step_are_the_step(tmp_path: Path):
     ("parts=[speed]", "'parts' must be"),
     ("method=nosuch", "unknown method 'nosuch'"),
     ("threads=0", "'threads' must be at least 1"),
+    ("thread_counts=[0]", "'thread_counts' must be counts >= 1"),
 ])
 def test_bad_overrides_exit_2_with_one_line(arg, expected, tmp_path, capsys):
     assert main(["bench", arg, f"output={tmp_path}/b.json"]) == 2
@@ -149,6 +182,12 @@ def test_targets_are_judged_only_on_their_device_and_setting():
     assert status["augment_share_eager"] == "fail"
     assert status["augment_share_compiled"] == "pass"
     assert status["cpu_fixed_cost_s"].startswith("not applicable: stated for cpu")
+    assert status["cpu_baseline_ratio"].startswith("not applicable: stated for cpu")
+
+    tiny = load_bench_config(["backbone=convnet_tiny"])
+    runs = {"baseline": {"runs": [{"workers": 0, "ratio": 1.6}, {"workers": 2, "ratio": 1.2}]}}
+    (row,) = [t for t in judge(tiny, "cpu", runs) if t["name"] == "cpu_baseline_ratio"]
+    assert row["measured"] == 1.2 and row["status"] == "fail"  # against the fastest DataLoader
 
     small = load_bench_config(["batch_size=256"])
     status = {t["name"]: t["status"] for t in judge(small, "cuda", results)}

@@ -22,7 +22,7 @@ from crlbench.config import (
 from crlbench.errors import UserError
 from crlbench.loader import apply_overrides, resolve_config
 
-PARTS = ("fixed", "throughput", "baseline", "profile", "eval")
+PARTS = ("fixed", "throughput", "baseline", "profile", "threads", "eval")
 MIN_EVAL_SIZE = 100
 
 
@@ -51,15 +51,18 @@ class BenchConfig:
     augment: AugmentConfig = field(default_factory=_cifar_augment)
     workers: list[int] = field(default_factory=lambda: [16])  # DataLoader baseline workers
     profile_steps: int = 10  # (e): steps timed phase by phase (crlbench.bench.profile)
+    # (f), CPU only: torch thread counts to time the augmentation and the model step at
+    # (crlbench.bench.threads); empty: 1, 2, 4, ... and the machine's cores
+    thread_counts: list[int] = field(default_factory=list)
     # (c): evaluation cost on synthetic features, split 6:1 train/test
     eval_sizes: list[int] = field(default_factory=lambda: [10_000, 70_000, 200_000])
     feature_dim: int = 512
     classes: int = 10
     eval: EvalConfig = field(default_factory=EvalConfig)
     peers: bool = True  # time scikit-learn's counterpart of each evaluator beside it
-    # torch threads (and the peers' BLAS threads) for the whole benchmark: a run's
-    # resources.cpu_per_run; None keeps torch's default
-    threads: int | None = None
+    # torch threads (and the peers' BLAS threads) for the whole benchmark, as a run with
+    # resources.cpu_per_run=threads sets them (a run's default is 1); None keeps torch's default
+    threads: int | None = 1
     # (d): the fixed cost of a run on a real dataset (embedded digits needs no files)
     dataset: str = "digits"
     data: DataConfig = field(default_factory=DataConfig)
@@ -105,6 +108,8 @@ def check(cfg: DictConfig) -> None:
     if cfg.threads is not None and cfg.threads < 1:
         raise UserError(f"'threads' must be at least 1 (or null for torch's default), got "
                         f"{cfg.threads}")
+    if any(n < 1 for n in cfg.thread_counts):
+        raise UserError(f"'thread_counts' must be counts >= 1, got {list(cfg.thread_counts)}")
     if cfg.channels not in (1, 3):
         raise UserError(f"'channels' must be 1 or 3, got {cfg.channels}")
     if any(w < 0 for w in cfg.workers):

@@ -36,7 +36,7 @@ def _batch(stepper: Stepper, images: Tensor, gen: torch.Generator) -> tuple[Tens
     return images[idx], idx
 
 
-def _cut_step(stepper: Stepper, images: Tensor, gen: torch.Generator,
+def cut_step(stepper: Stepper, images: Tensor, gen: torch.Generator,
               step: int) -> dict[str, float]:
     device = stepper.device
     marks = [clock(device)]
@@ -82,7 +82,7 @@ def measure_profile(stepper: Stepper, images: Tensor, cfg: DictConfig,
     syncs per step, on a stepper that has already been warmed up (compiled, if it compiles)."""
     n, device = cfg.profile_steps, stepper.device
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    cuts = [_cut_step(stepper, images, gen, first_step + i) for i in range(n)]
+    cuts = [cut_step(stepper, images, gen, first_step + i) for i in range(n)]
     phases = {name: statistics.median(c[name] for c in cuts) for name in PHASES}
     total = sum(phases.values())
     start = clock(device)

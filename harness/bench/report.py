@@ -72,6 +72,22 @@ def profile_table(results: dict[str, Any]) -> Table | None:
     return table
 
 
+def threads_table(results: dict[str, Any]) -> Table | None:
+    th = results.get("threads")
+    if not th or "rows" not in th:
+        return None
+    fastest = th["fastest"]
+    table = Table("torch threads", "augmentation ms", "model step ms", "step ms",
+                  title=f"one step at each thread count (batch {th['batch_size']}, median of "
+                        f"{th['steps']}); fastest: augmentation {fastest['augment']}, model "
+                        f"{fastest['model']}, step {fastest['step']}; a split would gain "
+                        f"x{th['split_gain']:.2f}")
+    for row in th["rows"]:
+        table.add_row(str(row["threads"]), *(f"{1000 * row[k]:.1f}"
+                                             for k in ("augment_s", "model_s", "step_s")))
+    return table
+
+
 def eval_table(results: dict[str, Any]) -> Table | None:
     ev = results.get("eval")
     if not ev:
@@ -131,7 +147,9 @@ def print_report(console: Console, results: dict[str, Any], path: Path) -> None:
     env = results["environment"]
     console.print(f"device: {env['device_name']} ({env['device']}), torch {env['torch']}, "
                   f"CUDA {env['cuda']}, {env['cpu_count']} CPUs", markup=False, highlight=False)
-    for make in (training_table, profile_table, eval_table, peers_table, fixed_table,
+    console.print(f"torch threads: {results['threads_used']} (a run's resources.cpu_per_run"
+                  f" sets them; threads=N to measure at N)", markup=False, highlight=False)
+    for make in (training_table, profile_table, threads_table, eval_table, peers_table, fixed_table,
                  targets_table):
         table = make(results)
         if table is not None:

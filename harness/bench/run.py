@@ -24,6 +24,7 @@ from crlbench.bench.model import device_of, synthetic_images, synthetic_stepper
 from crlbench.bench.profile import measure_profile
 from crlbench.bench.report import default_output, environment, print_report
 from crlbench.bench.targets import judge
+from crlbench.bench.threads import measure_threads
 from crlbench.bench.throughput import measure_throughput, time_loop
 from crlbench.store import write_json_atomic
 
@@ -45,15 +46,14 @@ def _baseline(cfg: DictConfig, device: torch.device, stepper, throughput) -> dic
             "pin_memory": device.type == "cuda", "runs": runs}
 
 
-def _profile(cfg: DictConfig, device: torch.device, stepper) -> dict[str, Any]:
-    """The profile of the stepper the throughput part ended with, else of a fresh eager one
-    after `warmup` steps."""
-    images = synthetic_images(cfg, device)
+def _warm_stepper(cfg: DictConfig, device: torch.device, stepper, images):
+    """The stepper the throughput part ended with, else a fresh eager one after `warmup`
+    steps."""
     if stepper is None:
         stepper = synthetic_stepper(cfg, device, images, compile=False)
         cfg_warm = OmegaConf.merge(cfg, {"steps": max(cfg.warmup, 1), "warmup": 0})
         time_loop(stepper, images, cfg_warm, augment=True, first_step=0)
-    return measure_profile(stepper, images, cfg, first_step=0)
+    return stepper
 
 
 def run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
@@ -74,6 +74,7 @@ def _run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
         "argv": shlex.join(sys.argv),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "compile": compile,
+        "threads_used": torch.get_num_threads(),
     }
     parts = set(cfg.parts)
     if "fixed" in parts:
@@ -85,8 +86,13 @@ def _run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
         results["throughput"] = throughput
     if "baseline" in parts and cfg.workers:
         results["baseline"] = _baseline(cfg, device, stepper, throughput)
-    if "profile" in parts:
-        results["profile"] = _profile(cfg, device, stepper)
+    if parts & {"profile", "threads"}:
+        images = synthetic_images(cfg, device)
+        stepper = _warm_stepper(cfg, device, stepper, images)
+        if "profile" in parts:
+            results["profile"] = measure_profile(stepper, images, cfg, first_step=0)
+        if "threads" in parts:
+            results["threads"] = measure_threads(cfg, device, stepper, images)
     del stepper
     if "eval" in parts and cfg.eval_sizes:
         results["eval"] = measure_eval(cfg, device)

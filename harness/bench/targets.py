@@ -44,6 +44,13 @@ def _baseline_ratio(results: dict[str, Any], workers: int) -> float | None:
     return None
 
 
+def _worst_baseline_ratio(results: dict[str, Any]) -> float | None:
+    """The harness over the fastest DataLoader it was measured against."""
+    ratios = [row["ratio"] for row in (results.get("baseline") or {}).get("runs", [])
+              if row["ratio"] is not None]
+    return min(ratios) if ratios else None
+
+
 def _eval_total(results: dict[str, Any], n: int) -> float | None:
     for row in (results.get("eval") or {}).get("sizes", []):
         if row["features"] == n:
@@ -74,6 +81,8 @@ TARGETS = (
            "cuda", GPU_SETTING, lambda r: _mode(r, "compiled", "augment_share")),
     Target("eval_70k_s", "full evaluation of 70,000 features of 512 dims, seconds", "<=", 20.0,
            "cuda", {"feature_dim": (512,), "classes": (10,)}, lambda r: _eval_total(r, 70_000)),
+    Target("cpu_baseline_ratio", "harness / fastest DataLoader measured, at the run's torch "
+           "threads", ">=", 1.3, "cpu", {"backbone": ("convnet_tiny",)}, _worst_baseline_ratio),
     Target("cpu_fixed_cost_s", "per-run fixed cost on the CPU, seconds", "<=", 2.0, "cpu",
            CPU_FIXED_SETTING, _fixed),
 )

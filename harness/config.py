@@ -78,9 +78,9 @@ class TrainConfig:
 class LinearProbeConfig:
     epochs: int = 100
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
-    # adam | sgd: mini-batch epochs over each of lrs | lbfgs: a full-batch solve of the
-    # L2-regularised problem for each strength of l2, at most max_iter L-BFGS iterations
-    optimizer: str = "adam"
+    # lbfgs: a full-batch solve of the L2-regularised problem for each strength of l2, at most
+    # max_iter L-BFGS iterations | adam | sgd: mini-batch epochs over each of lrs
+    optimizer: str = "lbfgs"
     l2: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
     max_iter: int = 100
     weight_decay: float = 0.0

@@ -58,7 +58,7 @@ def test_run_writes_records_skips_then_forces(tiny, tmp_path, capsys):
     assert rec["environment"]["torch"] and rec["environment"]["device"] == "cpu"
     assert rec["deterministic"] is True
     assert set(rec["wall_seconds"]) == {"data", "build", "train", "embed", "evaluate"}
-    assert rec["eval_details"]["linear"]["lr"] in rec["config"]["eval"]["linear"]["lrs"]
+    assert rec["eval_details"]["linear"]["l2"] in rec["config"]["eval"]["linear"]["l2"]
     path = store / "quickstart" / "simclr" / "digits" / f"{rec['run_id']}.json"
     assert path.is_file() and not path.with_suffix(".ckpt").exists()
 
@@ -212,7 +212,8 @@ def test_table_prints_where_its_numbers_come_from(tiny, tmp_path, capsys):
     assert conventions.startswith("Conventions: ")
     for part in ("kNN: k = ", "cosine similarity to the train features, votes weighted "
                  "exp(s / 0.07)", "NMI with the arithmetic mean", "clustering: scored on "
-                 "train+test", "trained on: train", "linear probe: adam, ", "after the last epoch"):
+                 "train+test", "trained on: train", "linear probe: L-BFGS on the full batch",
+                 "after the last epoch"):
         assert part in conventions, part
     assert main(["table", store, "--format", "latex"]) == 0
     out = capsys.readouterr().out

@@ -85,9 +85,10 @@ def test_kmeans_on_the_gpu_finds_the_clusters_the_cpu_finds():
     assert gpu_inertia == pytest.approx(cpu_inertia, rel=1e-3)
 
 
-def test_the_linear_probe_on_the_gpu_scores_as_the_cpu():
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_linear_probe_on_the_gpu_scores_as_the_cpu(optimizer):
     x, y = _blobs()
-    kwargs = {"num_classes": 5, "lrs": [1e-2], "epochs": 20, "seed": 0}
+    kwargs = {"num_classes": 5, "lrs": [1e-2], "epochs": 20, "seed": 0, "optimizer": optimizer}
     cpu = linear_probe(x[:2500], y[:2500], x[2500:], y[2500:], **kwargs)
     gpu = linear_probe(*(a.cuda() for a in (x[:2500], y[:2500], x[2500:], y[2500:])), **kwargs)
     assert gpu["acc"] == pytest.approx(cpu["acc"], abs=0.02)

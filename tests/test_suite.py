@@ -122,18 +122,17 @@ def test_bad_sweeps_are_refused(sweep, expected):
 
 
 def test_the_probe_settings_its_optimizer_ignores_are_not_in_the_run_id():
-    (adam,) = specs_for("method=simclr", "seeds=[0]")
-    (same,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.l2=[1.0]",
-                        "eval.linear.max_iter=7")
-    assert same.run_id == adam.run_id  # adam reads neither l2 nor max_iter
-    (lbfgs,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs")
-    assert lbfgs.run_id != adam.run_id  # another probe is another evaluation
-    (other,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs",
-                         "eval.linear.lrs=[0.5]", "eval.linear.epochs=3")
-    assert other.run_id == lbfgs.run_id
-    (stronger,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=lbfgs",
-                            "eval.linear.l2=[1.0]")
+    (lbfgs,) = specs_for("method=simclr", "seeds=[0]")  # the default probe
+    (other,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.lrs=[0.5]",
+                         "eval.linear.epochs=3")
+    assert other.run_id == lbfgs.run_id  # lbfgs reads neither lrs nor epochs
+    (stronger,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.l2=[1.0]")
     assert stronger.run_id != lbfgs.run_id
+    (adam,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=adam")
+    assert adam.run_id != lbfgs.run_id  # another probe is another evaluation
+    (same,) = specs_for("method=simclr", "seeds=[0]", "eval.linear.optimizer=adam",
+                        "eval.linear.l2=[1.0]", "eval.linear.max_iter=7")
+    assert same.run_id == adam.run_id  # adam reads neither l2 nor max_iter
 
 
 def test_the_thread_count_is_part_of_a_runs_identity():

@@ -59,7 +59,7 @@ def linear_probe(
     epochs: int = 100,
     batch_size: int = 1024,
     val_fraction: float = 0.1,
-    optimizer: str = "adam",
+    optimizer: str = "lbfgs",
     weight_decay: float = 0.0,
     l2: Sequence[float] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1),
     max_iter: int = 100,

@@ -312,7 +312,8 @@ def test_linear_probe_picks_the_best_validation_lr_and_is_deterministic():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(400, 20, generator=g)
     y = (x[:, :3].sum(1) + 0.8 * torch.randn(400, generator=g) > 0).long()
-    kwargs = dict(num_classes=2, lrs=[1e-5, 1e-1, 1e-3], epochs=3, batch_size=32, seed=5)
+    kwargs = dict(num_classes=2, lrs=[1e-5, 1e-1, 1e-3], epochs=3, batch_size=32, seed=5,
+                  optimizer="adam")
     a = linear_probe(x[:300], y[:300], x[300:], y[300:], **kwargs)
     b = linear_probe(x[:300], y[:300], x[300:], y[300:], **kwargs)
     assert a == b
@@ -491,7 +492,7 @@ def test_evaluate_returns_exactly_the_expected_metrics():
     assert result.metrics["head_acc"] == result.metrics["head1_k3_acc"] == 1.0
     assert result.metrics["head_nmi"] == result.metrics["head_ari"] == 1.0
     assert result.metrics["kmeans_acc"] == 1.0  # well-separated classes
-    assert result.details["linear"]["lr"] in EvalConfig().linear.lrs
+    assert result.details["linear"]["l2"] in EvalConfig().linear.l2  # lbfgs, the default
     assert set(result.details["timings_s"]) == {"knn", "linear", "kmeans", "heads"}
     assert result.details["kmeans"]["split"] == "all"
 

@@ -72,4 +72,10 @@ def conventions(run_cfg: dict[str, Any], train_split: str, pair_source: str) -> 
     if "retrieval" in metrics:
         out["retrieval"] = (f"precision@k for k = {_join(ev['retrieval_k'])}, test queries "
                             "against the train features, cosine")
+    if "rankme" in metrics:
+        out["RankMe"] = ("exp of the entropy of the L1-normalised singular values (+1e-7) of "
+                         "the raw train features")
+    if "collapse" in metrics:
+        out["collapse"] = ("per-dimension std of the L2-normalised train features, mean over "
+                           "dimensions x sqrt(D)")
     return out

@@ -26,6 +26,9 @@ up. Metric names:
           the k-means inertia over k = cfg.kest_min_k..cfg.kest_max_k, on a seeded sample of
           at most cfg.kest_sample raw features of cfg.cluster_split) and kest_silhouette_err,
           kest_elbow_err (|estimate - num_classes|); details: the curves, see kest.py
+- rankme: rankme, the effective rank of the train features (label-free; see labelfree.py)
+- collapse: collapse_std, sqrt(D) times the mean per-dimension std of the L2-normalised train
+          features: about 1 when spread, 0 at collapse (label-free; see labelfree.py)
 - tsne:   no metrics; details: 2-D t-SNE points of a seeded sample of at most
           cfg.tsne_points test features and their labels, for plots, see tsne.py
 """
@@ -50,6 +53,7 @@ from .geometry import alignment, uniformity
 from .kest import estimate_k
 from .kmeans import kmeans
 from .knn import knn_accuracy
+from .labelfree import collapse_std, rankme
 from .linear import linear_probe
 from .neighbours import Chunk, nearest
 from .retrieval import precision_at_k
@@ -289,6 +293,18 @@ def eval_retrieval(
         neighbours=_neighbour_table(emb, cfg, cfg.retrieval_k),
     )
     return {f"retrieval_p{k}": p for k, p in precision.items()}, {"bank_size": len(emb.train)}
+
+
+def eval_rankme(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """RankMe of the train features (what the method was trained on; no labels read)."""
+    return {"rankme": rankme(emb.train)}, {"points": len(emb.train),
+                                           "max": min(emb.train.shape)}
+
+
+def eval_collapse(emb: Embeddings, cfg: Any,
+                  seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """The collapse indicator of the train features (no labels read)."""
+    return {"collapse_std": collapse_std(emb.train)}, {"points": len(emb.train)}
 
 
 def eval_kest(emb: Embeddings, cfg: Any, seed: int) -> tuple[dict[str, float], dict[str, Any]]:

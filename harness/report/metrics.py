@@ -52,6 +52,8 @@ _LABELS = {
     "kest_elbow": "K elbow",
     "kest_silhouette_err": "|K sil-C|",
     "kest_elbow_err": "|K elb-C|",
+    "rankme": "RankMe",
+    "collapse_std": "Std x sqrt(D)",
 }
 _PERCENT = re.compile(r"(_acc|_nmi|_ari)$|^retrieval_p\d+$")
 _RETRIEVAL = re.compile(r"^retrieval_p(\d+)$")

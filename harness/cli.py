@@ -48,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved config and the runs, run nothing")
 
+    evaluate = sub.add_parser("evaluate", help="score a suite's finished runs again from their "
+                                               "kept weights, with the suite's (possibly "
+                                               "changed) eval section; never trains")
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value",
+                          help="suite=NAME|PATH.yaml, then any config key, e.g. "
+                               "eval.metrics=[knn,linear,rankme] eval.knn_temperature=0.1")
+    evaluate.add_argument("--force", action="store_true",
+                          help="score again runs whose record already has this evaluation")
+    evaluate.add_argument("--dry-run", action="store_true",
+                          help="print the resolved config and the runs, evaluate nothing")
+
     table = sub.add_parser("table", help="tabulate run records")
     table.add_argument("filters", nargs="*", metavar="key=value",
                        help=f"filters: {', '.join(TABLE_KEYS)} (comma-separated lists)")
@@ -105,6 +116,33 @@ def _split_suite(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    return _run_suite(args, console, evaluate_only=False)
+
+
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    return _run_suite(args, console, evaluate_only=True)
+
+
+def _evaluable(specs: list, store: Path, suite: str) -> list:
+    """For `crlbench evaluate`: the specs it can score without training (kept weights, or a
+    method with nothing to train); a note for each of the others, and UserError when none."""
+    from crlbench.runner import find_kept
+
+    ready = [s for s in specs if not s.plugin.obj.trainable or find_kept(s, store)]
+    missing = [s for s in specs if s not in ready]
+    for spec in missing:
+        _note(f"not evaluated: {spec.label} has no kept weights (trained with "
+              "results.keep_weights=false, before weights were kept, or not yet)")
+    if missing and not ready:
+        raise UserError(f"none of the {len(missing)} runs to evaluate has kept weights; "
+                        f"`crlbench run suite={suite}` trains them")
+    return ready
+
+
+def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) -> int:
+    """`crlbench run`, or with `evaluate_only` `crlbench evaluate`: the runs without a
+    finished record (all with --force), each scored from the kept weights of its training
+    when the store has them. run --force trains again; evaluate never trains."""
     from crlbench.data import DatasetCache, check_source
     from crlbench.executors import get_executor
     from crlbench.executors.base import pending, wait_for_elsewhere
@@ -116,7 +154,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     suite, overrides = _split_suite(args.overrides)
     if suite is None:
-        raise UserError("crlbench run needs suite=NAME (see `crlbench suites`) or suite=PATH.yaml")
+        raise UserError(f"crlbench {args.command} needs suite=NAME (see `crlbench suites`) or "
+                        "suite=PATH.yaml")
     cfg = load_suite(suite, overrides)
     specs = expand(cfg)
     for warning in unused_method_cfg(cfg):
@@ -127,16 +166,22 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cache = DatasetCache()
     executor = get_executor(cfg, cache)
     store = Path(cfg.results.dir)
+    todo, done = pending(specs, store, args.force)
+    if evaluate_only:  # the runs without kept weights are left out, with a note each
+        todo = _evaluable(todo, store, suite)
+        kept = {s.run_id for s in todo + done}
+        specs = [s for s in specs if s.run_id in kept]
     if not args.dry_run:
         # reads the datasets of the runs still to do: bad files stop here, before any record
-        preflight(pending(specs, store, args.force)[0], cache)
+        preflight(todo, cache)
         if cfg.executor == "ray":
             cache.clear()  # the trials read their own; the driver need not hold it
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
     progress = make_progress(console)
-    summary = executor.run(specs, store, progress, force=args.force)
+    reuse = evaluate_only or not args.force
+    summary = executor.run(specs, store, progress, force=args.force, reuse_weights=reuse)
     while summary.elsewhere and not summary.interrupted:
         # another `crlbench run` holds some runs: wait for them, so that this command ends
         # with the suite complete (and run here any that process abandons)
@@ -144,7 +189,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
               "running (Ctrl-C stops waiting; their records will appear when they finish)")
         abandoned = wait_for_elsewhere(summary, store)
         if abandoned:
-            summary.merge(executor.run(abandoned, store, progress, force=False))
+            summary.merge(executor.run(abandoned, store, progress, force=False,
+                                       reuse_weights=reuse))
     _print_table(console, store, cfg.name, run_ids={s.run_id for s in specs})
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)
@@ -394,16 +440,17 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "report": cmd_report,
-            "bench": cmd_bench, "new-method": cmd_new_method, "methods": cmd_methods,
-            "datasets": cmd_datasets, "evaluators": cmd_evaluators, "suites": cmd_suites}
+COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "table": cmd_table, "plot": cmd_plot,
+            "report": cmd_report, "bench": cmd_bench, "new-method": cmd_new_method,
+            "methods": cmd_methods, "datasets": cmd_datasets, "evaluators": cmd_evaluators,
+            "suites": cmd_suites}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse, letting key=value items come before or after the --options."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    positional = "overrides" if args.command in ("run", "bench") else "filters"
+    positional = "overrides" if args.command in ("run", "evaluate", "bench") else "filters"
     if not extra:
         return args
     if not hasattr(args, positional) or any(i.startswith("-") or "=" not in i for i in extra):

@@ -116,6 +116,9 @@ class EvalConfig:
 @dataclass
 class ResultsConfig:
     dir: str = "results"
+    # keep each trained run's weights (backbone and what its evaluators read) beside its
+    # record, so that a changed evaluation re-scores it without training again
+    keep_weights: bool = True
 
 
 @dataclass

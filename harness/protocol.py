@@ -98,6 +98,11 @@ class Method(nn.Module):
     #: named settings of Config (e.g. one per table of the paper), chosen by the Config field
     #: `preset`: the preset's values replace Config's defaults, then method_cfg overrides apply
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: the state-dict entries (module or tensor names; a name keeps everything under it)
+    #: that evaluation reads: what `features`, `cluster_logits` and `positive_pairs` use. A
+    #: finished run keeps them as its weights (crlbench.weights), and a re-evaluation loads
+    #: them into a freshly built method instead of training it again.
+    kept_state: ClassVar[tuple[str, ...]] = ("backbone",)
 
     @dataclass
     class Config:

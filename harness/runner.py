@@ -48,6 +48,7 @@ from crlbench.store import (
 from crlbench.suite import RunSpec
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 from crlbench.validate import check_batch_fits, check_long_tail_source
+from crlbench.weights import load_weights, save_weights, sha256_of, weights_path
 
 # keep a dataset on the GPU when it takes at most this share of the free memory
 GPU_DATA_FRACTION = 0.25
@@ -187,6 +188,7 @@ def new_record(spec: RunSpec) -> dict[str, Any]:
     """The fields of a record that the spec alone determines."""
     return {
         "schema": SCHEMA_VERSION, "run_id": spec.run_id, "config_id": spec.config_id,
+        "train_id": spec.train_id,
         "suite": spec.suite, "method": spec.method, "dataset": spec.dataset, "seed": spec.seed,
         "variant": spec.variant, "config": spec.config, "metrics": {}, "history": [],
         "method_version": spec.method_version,
@@ -219,10 +221,41 @@ def _write(path: Path, record: dict[str, Any]) -> None:
     write_record(path, record)
 
 
+def _earlier_evaluations(spec: RunSpec, path: Path,
+                         record: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """The finished records of the same training and variant made before this run started:
+    evaluations this one supersedes (the suite's eval section changed since, or a --force
+    rerun replaces one). Records another process wrote after this run started are left."""
+    return [(p, rec) for p, rec in _folder_records(path.parent)
+            if rec.get("train_id") == spec.train_id and rec.get("variant") == spec.variant
+            and rec["status"] == "ok" and str(rec.get("created", "")) <= record["started"]]
+
+
+def _evaluation_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": rec["run_id"], "created": rec.get("created"),
+            "eval": (rec.get("config") or {}).get("eval"), "metrics": rec["metrics"],
+            "evaluator_packages": rec.get("evaluator_packages"),
+            "conventions": rec.get("conventions")}
+
+
+def _supersede(spec: RunSpec, path: Path, record: dict[str, Any]) -> list[Path]:
+    """Fold the earlier evaluations of this training into the record's
+    `previous_evaluations` (oldest first); the paths of their records, to remove once this
+    one is written (the store keeps one current evaluation per training and variant)."""
+    earlier = _earlier_evaluations(spec, path, record)
+    history: list[dict[str, Any]] = []
+    for _, rec in sorted(earlier, key=lambda item: str(item[1].get("created", ""))):
+        history += [*rec.get("previous_evaluations", []), _evaluation_summary(rec)]
+    if history:
+        record["previous_evaluations"] = history
+    return [p for p, _ in earlier if p != path]
+
+
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
-            cache: DatasetCache | None = None) -> dict[str, Any]:
+            cache: DatasetCache | None = None, reuse_weights: bool = True) -> dict[str, Any]:
     """Run one spec and write its record; return the record. `cache`: the executor's dataset
-    cache (None: the dataset is read for this run alone)."""
+    cache (None: the dataset is read for this run alone). `reuse_weights`: evaluate the kept
+    weights of the same training when the store has them, instead of training again."""
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
     record = new_record(spec)
@@ -232,7 +265,8 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         device = resolve_device(spec.config["device"])
         record["environment"] = environment(device)
         record["deterministic"] = device.type == "cpu"
-        _run(spec, path, device, timer, record, on_epoch, cache or DatasetCache())
+        kept = find_kept(spec, store) if reuse_weights else None
+        _run(spec, path, device, timer, record, on_epoch, cache or DatasetCache(), kept)
         record["status"] = "ok"
         record["error"] = None
     except KeyboardInterrupt:
@@ -244,10 +278,13 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
+    superseded = _supersede(spec, path, record) if record["status"] == "ok" else []
     try:
         _write(path, record)
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
         return record_failure(spec, store, _error(e))
+    for old in superseded:
+        old.unlink(missing_ok=True)
     return record
 
 
@@ -380,9 +417,54 @@ def _evaluate_stage(spec: RunSpec, cfg: DictConfig, emb: Embeddings,
             "conventions": conventions(spec.config, train_split, emb.pair_source)}
 
 
+@dataclass
+class KeptWeights:
+    """A training's kept weights in the store, and the record that vouches for them."""
+
+    path: Path
+    record: dict[str, Any]
+
+
+def _folder_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The readable records of one method/dataset folder of the store."""
+    out = []
+    for path in sorted(folder.glob("[!.]*.json")):
+        try:
+            out.append((path, read_record(path)))
+        except ValueError:
+            continue  # not a record: `crlbench table` names it; it vouches for nothing here
+    return out
+
+
+def find_kept(spec: RunSpec, store: Path) -> KeptWeights | None:
+    """The kept weights of `spec`'s training (same train_id) in the store, if a record of that
+    training gives the file's SHA-256: None for a method that does not train."""
+    if not spec.plugin.obj.trainable or not spec.train_id:
+        return None
+    path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+    weights = weights_path(path, spec.train_id)
+    if not weights.is_file():
+        return None
+    digest = sha256_of(weights)
+    for _, rec in _folder_records(path.parent):
+        if (rec.get("train_id") == spec.train_id
+                and (rec.get("weights") or {}).get("sha256") == digest):
+            return KeptWeights(weights, rec)
+    return None
+
+
+def _trained_in(source: dict[str, Any]) -> dict[str, Any]:
+    """Which run trained the weights a re-evaluation loads (through earlier re-evaluations)."""
+    return source.get("weights_from") or {
+        "run_id": source["run_id"], "created": source.get("created"),
+        "environment": source.get("environment")}
+
+
 def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
-         record: dict[str, Any], on_epoch: EpochCallback | None, cache: DatasetCache) -> None:
-    """The run's stages in order, each timed, each filling its section of the record."""
+         record: dict[str, Any], on_epoch: EpochCallback | None, cache: DatasetCache,
+         kept: KeptWeights | None) -> None:
+    """The run's stages in order, each timed, each filling its section of the record. With
+    `kept` weights the train stage loads them instead of training."""
     cfg = OmegaConf.create(spec.config)
     seed_everything(spec.seed)
     with timer.phase("data"):
@@ -392,10 +474,21 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
     amp = device.type == "cuda" and cfg.train.precision != "fp32"
     augmenter = Augmenter.from_config(cfg.augment, d.data.image_size)
     record["augment"] = augmenter.describe()
-    with timer.phase("train"):
-        result, record["train"] = _train_stage(spec, cfg, device, d, method, augmenter, path,
-                                               on_epoch)
-    record["history"] = result.history
+    if kept is not None:
+        with timer.phase("load_weights"):
+            load_weights(method, kept.path, kept.record["weights"]["sha256"])
+        for key in ("train", "history", "weights"):
+            record[key] = kept.record[key]
+        record["weights_from"] = _trained_in(kept.record)
+    else:
+        with timer.phase("train"):
+            result, record["train"] = _train_stage(spec, cfg, device, d, method, augmenter,
+                                                   path, on_epoch)
+        record["history"] = result.history
+        if spec.plugin.obj.trainable and spec.config.get("keep_weights", True):
+            record["weights"] = save_weights(
+                method, weights_path(path, spec.train_id),
+                {"method": spec.method, "dataset": spec.dataset, "train_id": spec.train_id})
     with timer.phase("embed"):
         emb = _embed_stage(spec, cfg, device, d, method, ctx, augmenter, amp)
     with timer.phase("evaluate"):

@@ -44,6 +44,9 @@ class RunSpec:
     config: dict[str, Any]  # resolved: method_cfg, backbone, augment, train, eval, data, device
     run_id: str
     config_id: str  # the hash without the seed: runs that differ only in seed share it
+    # the hash of what training alone depends on (run_id without the evaluation): runs that
+    # differ only in eval.* share it, and with it the kept weights of one training
+    train_id: str = ""
     variant: dict[str, Any] = field(default_factory=dict)
     method_version: str = ""  # the method's implementation version (in run_id)
     # Resolved once, at expansion: what the run receives instead of names (not in run_id,
@@ -134,6 +137,17 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
     return part
 
 
+def _training_part(hashed: dict[str, Any], trainable: bool) -> dict[str, Any]:
+    """The part of `_hashed_part` that training depends on: all but the evaluation (the eval
+    section, and eval.* keys of the variant). eval.batch_size stays for a method that trains:
+    it also batches the feature passes of training hooks (DeepCluster's k-means)."""
+    part = {k: v for k, v in hashed.items() if k != "eval"}
+    part["variant"] = {k: v for k, v in hashed["variant"].items() if not k.startswith("eval.")}
+    if trainable:
+        part["eval_batch_size"] = hashed["eval"]["batch_size"]
+    return part
+
+
 def _harness_variants(cfg: DictConfig, method: PluginEntry) -> list[dict[str, Any]]:
     """variant.imbalance and variant.k combinations; K only varies methods with cluster heads."""
     axes: list[tuple[str, list[Any]]] = []
@@ -205,6 +219,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         # torch threads of the run, whichever executor runs it: float sums
                         # depend on them, so they are part of the run's identity
                         "threads": max(1, int(cfg.resources.cpu_per_run)),
+                        "keep_weights": bool(cfg.results.keep_weights),  # not in any id
                     }
                     hashed = _hashed_part(run_cfg, trainable, version)
                     specs.append(RunSpec(
@@ -212,6 +227,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         config=run_cfg, run_id=run_id_of(hashed), variant=variant,
                         method_version=version,
                         config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
+                        train_id=run_id_of(_training_part(hashed, trainable)),
                         plugin=entry, source=sources[dataset], evaluators=evaluators,
                     ))
     order = {m: i for i, m in enumerate(cfg.method)}

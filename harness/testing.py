@@ -182,6 +182,54 @@ def _check_state_roundtrip(cls: type, method: Method, cfg: Any, ctx: RunContext,
                              "parameters or registered buffers")
 
 
+def _perturbed(method: Method) -> Method:
+    """A copy of `method` whose every floating-point parameter and buffer is moved away from
+    its value (variances only scaled), as a training that touched all of them would."""
+    out = copy.deepcopy(method)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, value in out.state_dict().items():
+            if value.is_floating_point():
+                value.mul_(torch.empty(value.shape).uniform_(0.5, 1.5, generator=gen))
+                if not name.endswith("running_var"):
+                    value.add_(0.05 * torch.randn(value.shape, generator=gen))
+    return out
+
+
+def _eval_outputs(method: Method, x: Tensor) -> list[Tensor]:
+    """Everything evaluation reads from a method: features, heads, its own positive pairs."""
+    method.eval()
+    with torch.no_grad():
+        feats = method.features(x)
+        out = [feats]
+        if hasattr(method, "cluster_logits"):
+            heads = method.cluster_logits(feats)
+            out += list(heads) if isinstance(heads, list | tuple) else [heads]
+        if hasattr(method, "positive_pairs"):
+            out += list(method.positive_pairs(x))
+    return out
+
+
+def _check_kept_state(cls: type, method: Method, cfg: Any, ctx: RunContext, width: int,
+                      x: Tensor) -> None:
+    """The entries of `kept_state`, loaded into a fresh instance, give the same features,
+    heads and positive pairs: a run re-evaluated from its kept weights scores the same."""
+    from crlbench.weights import kept_tensors
+
+    trained = _perturbed(method)
+    try:
+        kept = kept_tensors(trained)
+    except ValueError as e:
+        raise _fail(cls, f"{e}; kept_state names the state-dict entries evaluation reads") from e
+    fresh = _build(cls, cfg, ctx, width)
+    fresh.load_state_dict(kept, strict=False)
+    for a, b in zip(_eval_outputs(trained, x), _eval_outputs(fresh, x), strict=True):
+        if not torch.allclose(a, b):
+            raise _fail(cls, f"features, cluster_logits or positive_pairs read state that "
+                             f"kept_state {cls.kept_state} leaves out: add its name, or a "
+                             f"re-evaluation from kept weights would score another model")
+
+
 def check_method(cls: type, *, config: dict[str, Any] | None = None, num_clusters: int = 4,
                  batch_size: int = 8, image_size: int = 16, channels: int = 3,
                  width: int = 8) -> None:
@@ -231,3 +279,4 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
         _check_step(cls, method, views, batch)
     _check_heads(cls, method, feats, num_clusters)
     _check_state_roundtrip(cls, method, cfg, ctx, width, x)
+    _check_kept_state(cls, method, cfg, ctx, width, x)

@@ -117,6 +117,7 @@ class C2BIN(Method):
     """C2BIN: bootstrapped instance alignment plus contrast of batch-wise cluster assignments."""
 
     name = "c2bin"
+    kept_state = ("backbone", "heads")  # cluster_logits: the predictors
     num_views = 2
     version = "2"
     presets: ClassVar[dict[str, dict[str, Any]]] = {

@@ -45,6 +45,7 @@ class CC(Method):
     """CC (Li et al. 2021): instance NT-Xent on rows, cluster contrast on columns, entropy."""
 
     name = "cc"
+    kept_state = ("backbone", "cluster_projector")  # cluster_logits
     num_views = 2
 
     @dataclass

@@ -109,6 +109,7 @@ class CMC(Method):
     """
 
     name = "cmc"
+    kept_state = ("backbone", "backbone_ab", "proj_l", "proj_ab")  # features, positive_pairs
     num_views = 1
     input_channels = (3,)
     version = "2"

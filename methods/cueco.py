@@ -107,6 +107,7 @@ class CueCo(Method):
     """CueCo (Giakoumoglou & Stathaki 2025): InfoNCE plus momentum centroids for tight clusters."""
 
     name = "cueco"
+    kept_state = ("backbone", "projector", "centroids")  # cluster_logits
     num_views = 2
     version = "2"
 

@@ -96,6 +96,7 @@ class DeepCluster(Method):
     """DeepCluster (Caron et al. 2018): classify k-means pseudo-labels, re-clustered every epoch."""
 
     name = "deepcluster"
+    kept_state = ("backbone", "classifier")  # cluster_logits
     num_views = 1
 
     @dataclass

@@ -62,6 +62,7 @@ class PICA(Method):
     """PICA (Huang et al. 2020): cluster columns agree across views (PUI) + balance regulariser."""
 
     name = "pica"
+    kept_state = ("backbone", "head")  # cluster_logits
     num_views = 2
 
     @dataclass

@@ -18,6 +18,7 @@ class Raw(Method):
     """Raw pixels (no training): flattened standardised images as features."""
 
     name = "raw"
+    kept_state = ()  # nothing trained, nothing kept
     num_views = 0
     trainable = False
 

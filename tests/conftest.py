@@ -23,7 +23,6 @@ TINY = [
     "train.optimizer.name=adam",
     "train.optimizer.lr=0.001",
     "train.warmup_epochs=0",
-    "eval.linear.epochs=5",
     "eval.kmeans_restarts=2",
     "eval.knn_k=[5,20]",
     "device=cpu",

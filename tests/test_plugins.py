@@ -289,13 +289,15 @@ def test_unusable_evaluator_is_refused_before_any_run(plugin_dir, tiny, tmp_path
     ("wrong_shape", "evaluator 'wrong_shape' from package fake-evals: metric 'x' must be"),
     ("not_json", "evaluator 'not_json' from package fake-evals: details must be JSON data"),
 ])
+@pytest.mark.parametrize("keep_weights", [True, False])
 def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
-        name, expected, plugin_dir, tiny, tmp_path: Path, capsys):
+        name, expected, keep_weights, plugin_dir, tiny, tmp_path: Path, capsys):
     """The run is recorded as failed with the evaluator and package named; training is not
-    lost: after the plugin is fixed, the rerun resumes from the final epoch's checkpoint."""
+    lost: after the plugin is fixed, the rerun scores the weights the failed run kept, or
+    without kept weights resumes from the final epoch's checkpoint."""
     _evals(plugin_dir)
     args = ["run", "suite=quickstart", *tiny, "method=simclr", "seeds=[0]",
-            f"eval.metrics=[knn,{name}]"]
+            f"eval.metrics=[knn,{name}]", f"results.keep_weights={keep_weights}"]
     assert main(args) == 1
     (record,) = (tmp_path / "results/quickstart/simclr/digits").glob("*.json")
     failed = json.loads(record.read_text())
@@ -310,8 +312,12 @@ def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
     registry.evaluators.refresh()
     assert main(args) == 0
     done = json.loads(record.read_text())
-    assert done["status"] == "ok" and done["train"]["resumed_from_epoch"] == 2
-    assert done["history"] == failed["history"]
+    assert done["status"] == "ok" and done["history"] == failed["history"]
+    if keep_weights:
+        assert done["weights_from"]["run_id"] == failed["run_id"]
+        assert "train" not in done["wall_seconds"]  # nothing trained again
+    else:
+        assert done["train"]["resumed_from_epoch"] == 2
 
 
 INPUT_EVALS = """

@@ -54,7 +54,8 @@ def _trial(config: dict[str, Any]) -> None:
     def on_epoch(epoch: int, epochs: int, terms: dict[str, float]) -> None:
         tune.report({"epoch": epoch, "epochs": epochs, **terms})
 
-    record = execute(spec, Path(config["store"]), on_epoch=on_epoch)
+    record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
+                     reuse_weights=config["reuse_weights"])
     tune.report({"done": 1, "ok": int(record["status"] == "ok")})
 
 
@@ -153,7 +154,7 @@ class RayExecutor:
         self.cfg = cfg  # the suite config: its resources and ray sections
 
     def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
-            force: bool = False) -> RunSummary:
+            force: bool = False, reuse_weights: bool = True) -> RunSummary:
         store = Path(store).resolve()  # trials run in other working directories
         for name, value in QUIET.items():
             os.environ.setdefault(name, value)
@@ -165,7 +166,7 @@ class RayExecutor:
         todo = claimed
         try:
             if todo:
-                self._fit(todo, store, progress)
+                self._fit(todo, store, progress, reuse_weights)
         finally:  # also when Ray cannot start: the claims must not outlive this attempt
             for spec in todo:
                 release_claim(spec_path(store, spec))
@@ -174,7 +175,8 @@ class RayExecutor:
         progress.suite_finished(summary)
         return summary
 
-    def _fit(self, todo: list[RunSpec], store: Path, progress: Progress) -> None:
+    def _fit(self, todo: list[RunSpec], store: Path, progress: Progress,
+             reuse_weights: bool) -> None:
         """The grid of `todo` as one Ray Tune experiment, its scratch folder removed after."""
         scratch = store / SCRATCH
         key = id(progress)
@@ -188,6 +190,7 @@ class RayExecutor:
                         # shallow: the resolved plugins travel as objects, not as dicts
                         "spec": tune.grid_search([_fields(s) for s in todo]),
                         "store": str(store),
+                        "reuse_weights": reuse_weights,
                     },
                     tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                     run_config=tune.RunConfig(

@@ -136,10 +136,44 @@ def test_check_method_says_what_is_wrong(cls, expected):
 
 def test_check_method_accepts_a_correct_head():
     class GoodHead(_Base):
+        kept_state = ("backbone", "head")
+
         def cluster_logits(self, feats):
             return [self.head(feats), torch.zeros(len(feats), 16)]
 
     check_method(GoodHead)
+
+
+def test_check_method_refuses_a_head_that_kept_state_leaves_out():
+    class UnkeptHead(_Base):  # kept_state stays ("backbone",): the head would not be kept
+        def cluster_logits(self, feats):
+            return self.head(feats)
+
+    with pytest.raises(MethodCheckError, match=r"read state that kept_state \('backbone',\) "
+                                               "leaves out: add its name"):
+        check_method(UnkeptHead)
+
+    class MisNamed(_Base):
+        kept_state = ("backbone", "heads")
+
+    with pytest.raises(MethodCheckError, match="kept_state names heads, which the method's "
+                                               "state dict does not hold"):
+        check_method(MisNamed)
+
+
+def test_check_method_refuses_features_that_read_unkept_buffers():
+    class Centred(_Base):
+        def __init__(self, backbone, ctx, cfg):
+            super().__init__(backbone, ctx, cfg)
+            self.register_buffer("centre", torch.zeros(ctx.feature_dim))
+
+        def features(self, images):
+            return self.backbone(images) - self.centre
+
+    with pytest.raises(MethodCheckError, match="leaves out"):
+        check_method(Centred)
+    Centred.kept_state = ("backbone", "centre")
+    check_method(Centred)
 
 
 def test_make_context_defaults_and_derived_fields():

@@ -1,0 +1,90 @@
+"""Kept weights: what a finished run's evaluation reads, saved beside its record.
+
+After training, the state-dict entries the method names in `Method.kept_state` (the backbone
+by default; a method whose features or cluster heads read more names those too) are written
+as one safetensors file, `<train_id>.safetensors`, in the run's record folder. The file is
+named by the run's training identity, not its run_id: every evaluation of one training (the
+suite's eval section changed, an evaluator added) reads the same file. safetensors holds raw
+tensors only, so loading runs no code (no pickle). The record keeps the file's name, size and
+SHA-256, and a file is used only when its hash equals the one a finished record gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+SUFFIX = ".safetensors"
+
+
+def weights_path(record: Path, train_id: str) -> Path:
+    """Where the kept weights of a training live: beside its record, named by `train_id`."""
+    return record.parent / f"{train_id}{SUFFIX}"
+
+
+def _is_kept(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def kept_tensors(method: nn.Module) -> dict[str, Tensor]:
+    """The state-dict entries of `method` that its `kept_state` names, as contiguous CPU
+    copies; ValueError for a name that matches no entry."""
+    prefixes = tuple(method.kept_state)  # type: ignore[attr-defined]
+    state = method.state_dict()
+    kept = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()
+            if _is_kept(k, prefixes)}
+    unmatched = [p for p in prefixes if not any(_is_kept(k, (p,)) for k in state)]
+    if unmatched:
+        raise ValueError(f"kept_state names {', '.join(unmatched)}, which the method's state "
+                         f"dict does not hold")
+    return kept
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_weights(method: nn.Module, path: Path, metadata: dict[str, str]) -> dict[str, Any]:
+    """Write the kept tensors of `method` to `path` atomically (a temporary file in the same
+    folder, then a rename); what the record says of them."""
+    tensors = kept_tensors(method)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
+            "tensors": len(tensors), "kept_state": list(method.kept_state)}  # type: ignore
+
+
+class WeightsError(ValueError):
+    """Kept weights that cannot be used: a changed file, or tensors that do not fit."""
+
+
+def load_weights(method: nn.Module, path: Path, sha256: str) -> None:
+    """Load kept weights into a freshly built `method`: the file must have the hash its record
+    gives, and hold every entry of the method's `kept_state` and nothing else."""
+    if sha256_of(path) != sha256:
+        raise WeightsError(f"{path} does not have the SHA-256 its record gives; it changed "
+                           "after the run wrote it")
+    tensors = load_file(path, device="cpu")
+    expected = set(kept_tensors(method))
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        raise WeightsError(f"{path} does not fit {type(method).__name__}: missing "
+                           f"{missing[:5]}, unexpected {extra[:5]}")
+    method.load_state_dict(tensors, strict=False)

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="the figure; all: every figure the records allow")
     plot.add_argument("filters", nargs="*", metavar="key=value",
                       help=f"{', '.join(PLOT_KEYS)}; metric is the imbalance figure's "
-                           "(default head_acc, else kmeans_acc)")
+                           "(default head_acc, else kmeans_acc) and the learning curves' "
+                           "(default knn200_acc)")
     plot.add_argument("--output", type=Path,
                       help="folder for the figures (default <results.dir>/<suite>/figures)")
 

@@ -111,6 +111,13 @@ class EvalConfig:
     # 2-D t-SNE of a seeded sample of test features ("tsne"), kept in the record for plots
     tsne_points: int = 2000
     tsne_perplexity: float = 30.0
+    # learning curves: every `every` epochs of training (0: none) and after the last, the
+    # evaluators of every_metrics (ones that read the features only) score a fixed seeded
+    # sample of at most every_samples train images (the bank) and as many test images; the
+    # values go into the record's history. Training is not changed by it.
+    every: int = 0
+    every_metrics: list[str] = field(default_factory=lambda: ["knn"])
+    every_samples: int = 10_000
 
 
 @dataclass
@@ -119,6 +126,9 @@ class ResultsConfig:
     # keep each trained run's weights (backbone and what its evaluators read) beside its
     # record, so that a changed evaluation re-scores it without training again
     keep_weights: bool = True
+    # experiment trackers a run also reports to (the record stays the source of truth):
+    # tensorboard (event files beside the record), wandb, mlflow
+    loggers: list[str] = field(default_factory=list)
 
 
 @dataclass

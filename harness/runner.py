@@ -13,6 +13,7 @@ scheduled.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from crlbench.store import (
     write_record,
 )
 from crlbench.suite import RunSpec
+from crlbench.tracking import Logger, open_loggers
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 from crlbench.validate import check_batch_fits, check_long_tail_source
 from crlbench.weights import load_weights, save_weights, sha256_of, weights_path
@@ -221,6 +223,33 @@ def _write(path: Path, record: dict[str, Any]) -> None:
     write_record(path, record)
 
 
+def _tracked(loggers: list[Logger], on_epoch: EpochCallback | None) -> EpochCallback | None:
+    """`on_epoch`, also reporting each epoch's values to the loggers."""
+    if not loggers:
+        return on_epoch
+
+    def tracked(epoch: int, epochs: int, terms: dict[str, float]) -> None:
+        for logger in loggers:
+            logger.log(epoch, terms)
+        if on_epoch:
+            on_epoch(epoch, epochs, terms)
+
+    return tracked
+
+
+def _finish_loggers(loggers: list[Logger], record: dict[str, Any]) -> list[str]:
+    """Hand the finished record to each logger; a logger's failure does not fail the run but
+    is said on stderr and returned for the record."""
+    errors = []
+    for logger in loggers:
+        try:
+            logger.finish(record)
+        except Exception as e:  # a tracker's outage must not lose a finished result
+            errors.append(f"{type(logger).__name__}: {type(e).__name__}: {e}")
+            print(f"crlbench: warning: {record['run_id']}: {errors[-1]}", file=sys.stderr)
+    return errors
+
+
 def _earlier_evaluations(spec: RunSpec, path: Path,
                          record: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     """The finished records of the same training and variant made before this run started:
@@ -260,13 +289,16 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
     timer = PhaseTimer()
     record = new_record(spec)
     threads = torch.get_num_threads()
+    loggers: list[Logger] = []
     try:
         torch.set_num_threads(spec.config.get("threads", threads))
         device = resolve_device(spec.config["device"])
         record["environment"] = environment(device)
         record["deterministic"] = device.type == "cpu"
         kept = find_kept(spec, store) if reuse_weights else None
-        _run(spec, path, device, timer, record, on_epoch, cache or DatasetCache(), kept)
+        loggers = open_loggers(spec.config.get("loggers", ()), spec, path)
+        _run(spec, path, device, timer, record, _tracked(loggers, on_epoch),
+             cache or DatasetCache(), kept)
         record["status"] = "ok"
         record["error"] = None
     except KeyboardInterrupt:
@@ -278,6 +310,9 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
+    errors = _finish_loggers(loggers, record)
+    if errors:
+        record["tracking_errors"] = errors
     superseded = _supersede(spec, path, record) if record["status"] == "ok" else []
     try:
         _write(path, record)
@@ -368,15 +403,48 @@ def _build_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
     return method, ctx, method.describe()
 
 
+def _curve_monitor(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
+                   method: Method, ctx: RunContext,
+                   amp: bool) -> Callable[[int], dict[str, float]] | None:
+    """The learning-curve evaluation (eval.every): the curve evaluators on the features of a
+    fixed seeded sample of at most eval.every_samples train images (the bank) and as many test
+    images, the same sample at every epoch. None without curves."""
+    if not spec.curve_evaluators:
+        return None
+    data, n = d.data, int(cfg.eval.every_samples)
+    samples = []
+    for i, (images, labels) in enumerate(((data.train_images, data.train_labels),
+                                          (data.test_images, data.test_labels))):
+        rows = sample_rows(len(images), n, derive_seed(spec.seed, 5, i))
+        samples.append((images, labels) if rows is None else (images[rows], labels[rows]))
+    (bank, bank_labels), (queries, query_labels) = samples
+    eb = cfg.eval.batch_size
+
+    def monitor(epoch: int) -> dict[str, float]:
+        emb = Embeddings(train=embed(method, bank, d.prepare, eb, device, amp),
+                         train_labels=bank_labels.to(device),
+                         test=embed(method, queries, d.prepare, eb, device, amp),
+                         test_labels=query_labels.to(device), num_classes=data.num_classes,
+                         num_clusters=ctx.num_clusters)
+        if not (torch.isfinite(emb.train).all() and torch.isfinite(emb.test).all()):
+            return {}  # a diverging run: the final check names it
+        return evaluate(emb, cfg.eval, seed=spec.seed, evaluators=spec.curve_evaluators).metrics
+
+    return monitor
+
+
 def _train_stage(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
-                 method: Method, augmenter: Augmenter, path: Path,
-                 on_epoch: EpochCallback | None) -> tuple[TrainResult, dict[str, Any]]:
+                 method: Method, ctx: RunContext, augmenter: Augmenter, path: Path,
+                 on_epoch: EpochCallback | None,
+                 amp: bool) -> tuple[TrainResult, dict[str, Any]]:
     cls = spec.plugin.obj
     if cls.trainable:
         setup = TrainSetup(images=d.train_images, augment=augmenter, prepare=d.prepare,
                            cfg=cfg.train, seed=spec.seed, device=device,
                            checkpoint_dir=checkpoint_dir(path),
-                           eval_batch_size=cfg.eval.batch_size, on_epoch=on_epoch)
+                           eval_batch_size=cfg.eval.batch_size, on_epoch=on_epoch,
+                           monitor=_curve_monitor(spec, cfg, device, d, method, ctx, amp),
+                           monitor_every=int(cfg.eval.every))
         result = train(method, setup)
     else:
         result = TrainResult()
@@ -482,8 +550,8 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
         record["weights_from"] = _trained_in(kept.record)
     else:
         with timer.phase("train"):
-            result, record["train"] = _train_stage(spec, cfg, device, d, method, augmenter,
-                                                   path, on_epoch)
+            result, record["train"] = _train_stage(spec, cfg, device, d, method, ctx,
+                                                   augmenter, path, on_epoch, amp)
         record["history"] = result.history
         if spec.plugin.obj.trainable and spec.config.get("keep_weights", True):
             record["weights"] = save_weights(

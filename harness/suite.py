@@ -54,6 +54,8 @@ class RunSpec:
     plugin: PluginEntry | None = field(default=None, repr=False)  # the method
     source: DatasetSource | None = field(default=None, repr=False)  # the dataset
     evaluators: tuple[PluginEntry, ...] = field(default=(), repr=False)  # eval.metrics'
+    # eval.every_metrics', for the learning curves (empty without them)
+    curve_evaluators: tuple[PluginEntry, ...] = field(default=(), repr=False)
 
     @property
     def label(self) -> str:
@@ -111,11 +113,20 @@ _UNUSED_PROBE_KEYS = {"lbfgs": ("lrs", "epochs", "batch_size", "weight_decay"),
                       "adam": ("l2", "max_iter"), "sgd": ("l2", "max_iter")}
 
 
+# The learning-curve settings: keys added after run ids were first hashed, so hashed only when
+# curves are on (which keeps the ids of every run made without them)
+CURVE_KEYS = ("every", "every_metrics", "every_samples")
+
+
 def _used_eval(ev: dict[str, Any]) -> dict[str, Any]:
-    """The eval section without the probe settings its optimizer ignores."""
+    """The eval section without the probe settings its optimizer ignores, and without the
+    learning-curve settings when there are no curves."""
     lin = ev["linear"]
     unused = _UNUSED_PROBE_KEYS.get(lin["optimizer"], ())
-    return {**ev, "linear": {k: v for k, v in lin.items() if k not in unused}}
+    used = {**ev, "linear": {k: v for k, v in lin.items() if k not in unused}}
+    if not ev.get("every"):
+        used = {k: v for k, v in used.items() if k not in CURVE_KEYS}
+    return used
 
 
 def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) -> dict[str, Any]:
@@ -145,6 +156,10 @@ def _training_part(hashed: dict[str, Any], trainable: bool) -> dict[str, Any]:
     part["variant"] = {k: v for k, v in hashed["variant"].items() if not k.startswith("eval.")}
     if trainable:
         part["eval_batch_size"] = hashed["eval"]["batch_size"]
+        # learning curves are made while training: another curve setting is another training
+        curves = {k: hashed["eval"][k] for k in CURVE_KEYS if k in hashed["eval"]}
+        if curves:
+            part["curves"] = curves
     return part
 
 
@@ -187,6 +202,25 @@ def _apply(cfg: DictConfig, variant: dict[str, Any]) -> DictConfig:
     return out
 
 
+def _resolved(cache: dict[tuple[str, ...], tuple[PluginEntry, ...]], names: Any,
+              curves: bool = False) -> tuple[PluginEntry, ...]:
+    """The evaluators of `names`, each list resolved once per suite. For learning curves,
+    UserError for one that reads more than the features (curves compute nothing else)."""
+    key = tuple(names)
+    if key not in cache:
+        cache[key] = resolve_evaluators(key)
+    if curves:
+        from crlbench.evaluate import evaluator_needs
+
+        for entry in cache[key]:
+            if evaluator_needs(entry):
+                raise UserError(f"eval.every_metrics: {entry.name} needs "
+                                f"{', '.join(sorted(evaluator_needs(entry)))}, which learning "
+                                "curves do not compute; name evaluators of the features only "
+                                "(knn, linear, kmeans, retrieval, rankme, collapse)")
+    return cache[key]
+
+
 def expand(cfg: DictConfig) -> list[RunSpec]:
     """All runs of a suite in a stable order: method, dataset, variant, then seed."""
     check_size(cfg)
@@ -205,10 +239,9 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
             check_values(run)
             plain = to_dict(run)
             method_cfg = method_config(entry, plain["method_cfg"].get(method))
-            metrics = tuple(plain["eval"]["metrics"])
-            if metrics not in evaluators_of:
-                evaluators_of[metrics] = resolve_evaluators(metrics)
-            evaluators = evaluators_of[metrics]
+            evaluators = _resolved(evaluators_of, plain["eval"]["metrics"])
+            curves = (_resolved(evaluators_of, plain["eval"]["every_metrics"], curves=True)
+                      if plain["eval"]["every"] and entry.obj.trainable else ())
             for dataset in cfg.dataset:
                 for seed in cfg.seeds:
                     run_cfg = {
@@ -220,6 +253,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         # depend on them, so they are part of the run's identity
                         "threads": max(1, int(cfg.resources.cpu_per_run)),
                         "keep_weights": bool(cfg.results.keep_weights),  # not in any id
+                        "loggers": [str(n) for n in cfg.results.loggers],  # nor this
                     }
                     hashed = _hashed_part(run_cfg, trainable, version)
                     specs.append(RunSpec(
@@ -229,6 +263,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         config_id=run_id_of({k: v for k, v in hashed.items() if k != "seed"}),
                         train_id=run_id_of(_training_part(hashed, trainable)),
                         plugin=entry, source=sources[dataset], evaluators=evaluators,
+                        curve_evaluators=curves,
                     ))
     order = {m: i for i, m in enumerate(cfg.method)}
     datasets = {d: i for i, d in enumerate(cfg.dataset)}

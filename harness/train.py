@@ -53,6 +53,10 @@ class TrainSetup:
     checkpoint_dir: Path | None = None
     eval_batch_size: int = 1024
     on_epoch: Callable[[int, int, dict[str, float]], None] | None = None
+    # learning curves: called with the epoch count after every `monitor_every` epochs and the
+    # last; its metrics go into that epoch's history entry under "eval"
+    monitor: Callable[[int], dict[str, float]] | None = None
+    monitor_every: int = 0
 
 
 def steps_per_epoch(num_samples: int, batch_size: int) -> int:
@@ -208,6 +212,12 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         entry = {k: float(v) / per_epoch for k, v in sums.items()}
         entry["lr"] = stepper.optimizer.param_groups[0]["lr"]
         entry["seconds"] = time.perf_counter() - epoch_start
+        if setup.monitor and setup.monitor_every and (
+                (epoch + 1) % setup.monitor_every == 0 or epoch + 1 == cfg.epochs):
+            monitor_start = time.perf_counter()
+            entry["eval"] = _untouched_rng(setup.monitor, epoch + 1)
+            entry["eval_seconds"] = time.perf_counter() - monitor_start
+            method.train()
         result.history.append(entry)
         if ckpt_path and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
             _save_checkpoint(ckpt_path, {
@@ -215,14 +225,29 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
                 "optimizer": stepper.optimizer.state_dict(),
                 "schedule": stepper.schedule.state_dict(), "history": result.history,
             })
-        if setup.on_epoch:
-            setup.on_epoch(epoch + 1, cfg.epochs, entry)
+        if setup.on_epoch:  # flat scalars: the curve's metrics as eval/<name>
+            flat = {k: v for k, v in entry.items() if k != "eval"}
+            flat.update({f"eval/{k}": v for k, v in entry.get("eval", {}).items()})
+            setup.on_epoch(epoch + 1, cfg.epochs, flat)
 
     result.steps = step
     result.seconds = time.perf_counter() - started
     trained = (cfg.epochs - result.resumed_from_epoch) * per_epoch * batch_size
     result.samples_per_s = trained / result.seconds if result.seconds > 0 and trained else None
     return result
+
+
+def _untouched_rng(fn: Callable[[int], dict[str, float]], epoch: int) -> dict[str, float]:
+    """`fn(epoch)` with torch's global random state restored after it: a learning-curve
+    evaluation never changes the draws of the training that goes on."""
+    cpu = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        return fn(epoch)
+    finally:
+        torch.random.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def _check_finite(pending: list[tuple[int, dict[str, Tensor]]]) -> None:

@@ -114,6 +114,14 @@ def check_eval(ev: DictConfig) -> None:
         raise UserError(f"'eval.kest_sample' must be at least 3, got {ev.kest_sample}")
     if len(set(ev.metrics)) != len(ev.metrics):
         raise UserError(f"'eval.metrics' lists an evaluator twice: {list(ev.metrics)}")
+    if ev.every < 0:
+        raise UserError(f"'eval.every' must be >= 0 (0: no learning curves), got {ev.every}")
+    if ev.every:
+        if not len(ev.every_metrics) or len(set(ev.every_metrics)) != len(ev.every_metrics):
+            raise UserError("'eval.every_metrics' must name evaluators, each once, got "
+                            f"{list(ev.every_metrics)}")
+        if ev.every_samples < 2:
+            raise UserError(f"'eval.every_samples' must be at least 2, got {ev.every_samples}")
 
 
 def _in_range(key: str, value: float, low: float, high: float, *, low_open: bool = False,
@@ -140,6 +148,7 @@ def check_values(cfg: DictConfig) -> None:
     if not str(cfg.results.dir).strip():
         raise UserError("'results.dir' is empty; give the results store's folder (default "
                         "results)")
+    check_loggers(list(cfg.results.loggers))
     _at_least_1({"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
                  "train.checkpoint_every": cfg.train.checkpoint_every})
     size = cfg.data.image_size
@@ -161,6 +170,20 @@ def check_values(cfg: DictConfig) -> None:
                   high_open=True)
     check_device(cfg.device)
     check_eval(cfg.eval)
+
+
+def check_loggers(names: list[str]) -> None:
+    """`results.loggers`: known names, each once, their packages installed."""
+    from crlbench.tracking import LOGGERS, missing_packages
+
+    unknown = [n for n in names if n not in LOGGERS]
+    if unknown or len(set(names)) != len(names):
+        raise UserError(f"'results.loggers' must list each of {', '.join(LOGGERS)} at most "
+                        f"once, got {names}")
+    missing = missing_packages(names)
+    if missing:
+        raise UserError(f"'results.loggers' needs {', '.join(missing)}, which is not "
+                        f"installed (pip install {' '.join(missing)})")
 
 
 def check_method_values(name: str, resolved: dict[str, Any]) -> None:

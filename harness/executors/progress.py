@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 def _terms(terms: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in terms.items() if k not in ("seconds", "lr"))
+    return " ".join(f"{k}={v:.4g}" for k, v in terms.items()
+                    if k not in ("seconds", "lr", "eval_seconds"))
 
 
 def _headline(record: dict[str, Any]) -> str:

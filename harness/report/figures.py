@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from crlbench.errors import UserError
 from crlbench.report.kinds import FIGURE_KINDS
 from crlbench.report.plot import (
+    curves_figure,
     imbalance_figure,
     kest_figure,
     precision_figure,
@@ -24,7 +25,10 @@ from crlbench.report.plot import (
 from crlbench.report.summary import Record
 
 KINDS: dict[str, Callable[..., Figure]] = dict(
-    zip(FIGURE_KINDS, (imbalance_figure, kest_figure, tsne_figure, precision_figure), strict=True))
+    zip(FIGURE_KINDS, (imbalance_figure, kest_figure, tsne_figure, precision_figure,
+                       curves_figure), strict=True))
+# the figures that take a `metric` (the imbalance figure's, the curves' metric)
+WITH_METRIC = ("imbalance", "curves")
 
 
 @dataclass
@@ -44,13 +48,13 @@ def make_figures(
     records: Iterable[Record], kind: str, output: Path, suite: str, metric: str | None = None
 ) -> Figures:
     """Draw and save the figure `kind` (or `all`) of `records`; `metric` is the imbalance
-    figure's metric."""
+    figure's and the learning curves' metric."""
     if kind != "all" and kind not in KINDS:
         raise UserError(f"unknown figure {kind!r}; choose one of: {', '.join(KINDS)}, all")
     records = list(records)
     made = Figures()
     for name in KINDS if kind == "all" else [kind]:
-        options = {"metric": metric} if name == "imbalance" else {}
+        options = {"metric": metric} if name in WITH_METRIC else {}
         try:
             fig = KINDS[name](records, **options)
         except UserError as e:

@@ -307,3 +307,49 @@ def precision_figure(records: Iterable[Record]) -> Figure:
         ax.grid(alpha=0.3)
     _legend(fig)
     return fig
+
+
+# -- learning curves ----------------------------------------------------------------------------
+
+
+def _curve_points(runs: list[Record]) -> list[tuple[str, str, int, str, float]]:
+    """(label, dataset, epoch, metric, value) of every learning-curve point in the records."""
+    return [(line_label(r), r["dataset"], epoch, name, value)
+            for r in runs for epoch, entry in enumerate(r.get("history") or [], start=1)
+            for name, value in (entry.get("eval") or {}).items() if is_number(value)]
+
+
+def curves_figure(records: Iterable[Record], metric: str | None = None) -> Figure:
+    """A learning-curve metric (default knn200_acc, else the first the records have) against
+    the epoch, one line per method with the mean and a ±1 std band over seeds, one panel per
+    dataset."""
+    suite, runs = _runs(records)
+    points = _curve_points(runs)
+    if not points:
+        raise UserError("no record has learning curves; run the suite with eval.every=N "
+                        "(an evaluation every N epochs of training)")
+    names = sorted({p[3] for p in points})
+    if metric is None:
+        metric = "knn200_acc" if "knn200_acc" in names else names[0]
+    elif metric not in names:
+        raise UserError(f"no learning curve has metric {metric!r}; valid: {', '.join(names)}")
+    frame = pd.DataFrame([p for p in points if p[3] == metric],
+                         columns=["label", "dataset", "epoch", "metric", "value"])
+    frame["value"] *= _scale(metric)
+    stats = _mean_std(frame, ["label", "dataset", "epoch"], ["value"])
+    labels = [label for label in ordered_labels(runs) if label in set(frame["label"])]
+    colours = _colours(labels)
+    datasets = sorted(set(frame["dataset"]))
+
+    fig, axes = _figure(suite, f"learning curves, {metric_style(metric).label}", 1,
+                        len(datasets))
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for label in labels:
+            line = stats[(stats["label"] == label) & (stats["dataset"] == dataset)]
+            if not line.empty:
+                _curve(ax, line["epoch"], line["value_mean"], line["value_std"],
+                       colours[label], label)
+        ax.set(title=dataset, xlabel="epoch", ylabel=_axis_label(metric))
+        ax.grid(alpha=0.3)
+    _legend(fig)
+    return fig

@@ -1,0 +1,131 @@
+"""Experiment tracking: a run's losses, learning curves and final metrics sent to loggers.
+
+The JSON record stays the source of truth; loggers are a view of it for the tools researchers
+already watch. One small interface (`Logger`: `log(epoch, values)` after each epoch, `finish
+(record)` once the record is complete) and three implementations, chosen by
+`results.loggers` (none by default):
+
+- `tensorboard`: event files in `<train_id>.tb/` beside the record, one folder per training
+  (like its kept weights), written with tensorboardX (no TensorBoard server or TensorFlow
+  needed; `tensorboard --logdir <results.dir>` shows them). Per epoch: `train/<term>` (mean
+  loss terms, lr) and `eval/<metric>` (learning curves); at the end `metrics/<metric>` at the
+  last epoch and the run's id, label and eval section as text.
+- `wandb`, `mlflow`: one run each per crlbench run, named by its label, with the resolved
+  config as parameters; they must be installed (`pip install wandb` or `mlflow`) and set up
+  as their own documentation says (login, tracking URI, offline mode).
+
+A logger that fails while the run finishes does not fail the run: the record lists the error
+under `tracking_errors`, and the terminal shows it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+LOGGERS = ("tensorboard", "wandb", "mlflow")
+_PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+class Logger(Protocol):
+    def log(self, epoch: int, values: dict[str, float]) -> None: ...
+    def finish(self, record: dict[str, Any]) -> None: ...
+
+
+def missing_packages(names: Iterable[str]) -> list[str]:
+    """The packages that the named loggers need and this environment lacks."""
+    return [_PACKAGES[n] for n in names if importlib.util.find_spec(_PACKAGES[n]) is None]
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) \
+                else json.dumps(value)
+    return out
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class TensorBoardLogger:
+    def __init__(self, folder: Path, label: str):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(folder))
+        self.label = label
+        self.epoch = 0
+
+    def log(self, epoch: int, values: dict[str, float]) -> None:
+        self.epoch = epoch
+        for key, value in _numbers(values).items():
+            tag = key if key.startswith("eval/") else f"train/{key}"
+            self.writer.add_scalar(tag, value, epoch)
+        self.writer.flush()
+
+    def finish(self, record: dict[str, Any]) -> None:
+        for key, value in _numbers(record.get("metrics") or {}).items():
+            self.writer.add_scalar(f"metrics/{key}", value, self.epoch)
+        summary = {"run_id": record["run_id"], "label": self.label,
+                   "status": record["status"], "eval": record["config"].get("eval")}
+        self.writer.add_text("run", json.dumps(summary, indent=1), self.epoch)
+        self.writer.close()
+
+
+class WandbLogger:
+    def __init__(self, spec: Any):
+        import wandb
+
+        self.run = wandb.init(project=f"crlbench-{spec.suite}", name=spec.label,
+                              config=_flat(spec.config), reinit=True,
+                              tags=[spec.method, spec.dataset], id=spec.run_id,
+                              resume="allow")
+
+    def log(self, epoch: int, values: dict[str, float]) -> None:
+        self.run.log({"epoch": epoch, **_numbers(values)})
+
+    def finish(self, record: dict[str, Any]) -> None:
+        self.run.summary.update(_numbers(record.get("metrics") or {}))
+        self.run.finish(exit_code=0 if record["status"] == "ok" else 1)
+
+
+class MlflowLogger:
+    def __init__(self, spec: Any):
+        import mlflow
+
+        self.mlflow = mlflow
+        mlflow.set_experiment(f"crlbench-{spec.suite}")
+        self.run = mlflow.start_run(run_name=spec.label)
+        mlflow.log_params(_flat(spec.config))
+        mlflow.set_tags({"run_id": spec.run_id, "method": spec.method,
+                         "dataset": spec.dataset})
+
+    def log(self, epoch: int, values: dict[str, float]) -> None:
+        self.mlflow.log_metrics({k.replace("/", "."): v for k, v in _numbers(values).items()},
+                                step=epoch)
+
+    def finish(self, record: dict[str, Any]) -> None:
+        self.mlflow.log_metrics(_numbers(record.get("metrics") or {}))
+        self.mlflow.end_run(status="FINISHED" if record["status"] == "ok" else "FAILED")
+
+
+def open_loggers(names: Iterable[str], spec: Any, record_path: Path) -> list[Logger]:
+    """The loggers `names` for one run whose record goes to `record_path`."""
+    out: list[Logger] = []
+    for name in names:
+        if name == "tensorboard":
+            folder = record_path.parent / f"{spec.train_id or spec.run_id}.tb"
+            out.append(TensorBoardLogger(folder, spec.label))
+        elif name == "wandb":
+            out.append(WandbLogger(spec))
+        elif name == "mlflow":
+            out.append(MlflowLogger(spec))
+    return out

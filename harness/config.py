@@ -118,6 +118,9 @@ class EvalConfig:
     every: int = 0
     every_metrics: list[str] = field(default_factory=lambda: ["knn"])
     every_samples: int = 10_000
+    # the settings evaluator plugins declare (crlbench.evaluate.declares), per evaluator:
+    # eval.options.<evaluator>.<key>=value; resolved with their defaults at expansion
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

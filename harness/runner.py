@@ -480,7 +480,8 @@ def _embed_stage(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
 def _evaluate_stage(spec: RunSpec, cfg: DictConfig, emb: Embeddings,
                     train_split: str) -> dict[str, Any]:
     result = evaluate(emb, cfg.eval, seed=spec.seed, evaluators=spec.evaluators)
-    return {"metrics": result.metrics, "eval_details": result.details,
+    lower = {"lower_is_better": sorted(result.lower_is_better)} if result.lower_is_better else {}
+    return {"metrics": result.metrics, "eval_details": result.details, **lower,
             "feature_dim": int(emb.train.shape[1]), "cluster_split": cfg.eval.cluster_split,
             "conventions": conventions(spec.config, train_split, emb.pair_source)}
 

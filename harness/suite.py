@@ -126,6 +126,8 @@ def _used_eval(ev: dict[str, Any]) -> dict[str, Any]:
     used = {**ev, "linear": {k: v for k, v in lin.items() if k not in unused}}
     if not ev.get("every"):
         used = {k: v for k, v in used.items() if k not in CURVE_KEYS}
+    if not ev.get("options"):  # added later too: hashed once an evaluator declares options
+        used.pop("options", None)
     return used
 
 
@@ -221,6 +223,43 @@ def _resolved(cache: dict[tuple[str, ...], tuple[PluginEntry, ...]], names: Any,
     return cache[key]
 
 
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def resolve_options(evaluators: tuple[PluginEntry, ...], given: dict[str, Any]) -> dict[str, Any]:
+    """eval.options resolved: for each evaluator of the run that declares settings, its
+    defaults with the suite's values over them (names and types checked against the
+    declaration); UserError for a setting of an evaluator the run lacks or does not declare."""
+    from crlbench.evaluate import evaluator_options
+
+    declared = {e.name: evaluator_options(e) for e in evaluators}
+    for name, values in given.items():
+        if name not in declared:
+            raise UserError(f"eval.options.{name}: {name} is not an evaluator of this run "
+                            f"(eval.metrics, eval.every_metrics: {', '.join(declared)})")
+        valid = declared[name]
+        if not valid:
+            raise UserError(f"eval.options.{name}: evaluator {name} declares no settings of its "
+                            "own (the built-in evaluators read eval.* keys)")
+        if not isinstance(values, dict):
+            raise UserError(f"eval.options.{name} must map settings to values, got {values!r}")
+        for key, value in values.items():
+            if key not in valid:
+                raise UserError(f"eval.options.{name}.{key}: unknown setting; {name}'s "
+                                f"settings: {', '.join(valid)}")
+            if not _same_type(value, valid[key]):
+                raise UserError(f"eval.options.{name}.{key} must be "
+                                f"{type(valid[key]).__name__} like its default "
+                                f"{valid[key]!r}, got {value!r}")
+    return {name: {**defaults, **given.get(name, {})}
+            for name, defaults in declared.items() if defaults}
+
+
 def expand(cfg: DictConfig) -> list[RunSpec]:
     """All runs of a suite in a stable order: method, dataset, variant, then seed."""
     check_size(cfg)
@@ -242,6 +281,9 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
             evaluators = _resolved(evaluators_of, plain["eval"]["metrics"])
             curves = (_resolved(evaluators_of, plain["eval"]["every_metrics"], curves=True)
                       if plain["eval"]["every"] and entry.obj.trainable else ())
+            plain["eval"]["options"] = resolve_options(
+                tuple({e.name: e for e in (*evaluators, *curves)}.values()),
+                plain["eval"]["options"])
             for dataset in cfg.dataset:
                 for seed in cfg.seeds:
                     run_cfg = {

@@ -15,7 +15,10 @@ import pytest
 from crlbench import registry
 from crlbench.cli import main
 from crlbench.errors import UserError
+from crlbench.loader import load_suite
 from crlbench.scaffold import write_method_package
+from crlbench.store import scan
+from crlbench.suite import expand
 
 # ---------------------------------------------------------------- the scaffold
 
@@ -318,6 +321,66 @@ def test_a_failing_evaluator_fails_its_run_which_resumes_once_fixed(
         assert "train" not in done["wall_seconds"]  # nothing trained again
     else:
         assert done["train"]["resumed_from_epoch"] == 2
+
+
+DECLARING_EVALS = """
+from crlbench.evaluate import declares
+
+@declares(options={"scale": 1.0, "rows": 5}, lower_is_better=["scaled_error"])
+def scaled_error(emb, cfg, seed):
+    '''The scaled mean norm of the first rows of the test features: lower is better.'''
+    own = cfg.options.scaled_error
+    value = float(emb.test[:own.rows].norm(dim=1).mean()) * own.scale
+    return {"scaled_error": value, "scaled_size": float(own.rows)}, {}
+"""
+
+
+def _declaring(plugin_dir) -> None:
+    plugin_dir("fake-declaring", {"scaled_error": "fake_declaring:scaled_error"},
+               {"fake_declaring": DECLARING_EVALS}, group="crlbench.evaluators")
+
+
+def test_an_evaluator_declares_its_settings_and_its_lower_is_better_metric(
+        plugin_dir, tiny, tmp_path: Path, capsys):
+    _declaring(plugin_dir)
+    args = ["suite=quickstart", *tiny, "seeds=[0]", "eval.metrics=[knn,scaled_error]"]
+    assert main(["run", *args, "eval.options.scaled_error.scale=2.0"]) == 0
+    store = tmp_path / "results"
+    found = {r["method"]: r for r in scan(store).records}
+    for record in found.values():
+        assert record["config"]["eval"]["options"] == {"scaled_error": {"scale": 2.0, "rows": 5}}
+        assert record["lower_is_better"] == ["scaled_error"]  # scaled_size is not declared
+    # the setting is part of the run's identity, its default resolved into it
+    changed = {s.run_id for s in expand(load_suite(
+        "quickstart", [*args[1:], "eval.options.scaled_error.scale=2.0"]))}
+    assert {r["run_id"] for r in found.values()} == changed
+    assert not changed & {s.run_id for s in expand(load_suite("quickstart", args[1:]))}
+    # tables mark the smallest as the best, with the arrow
+    capsys.readouterr()
+    assert main(["table", f"results.dir={store}", "metric=scaled_error", "--format",
+                 "markdown"]) == 0
+    out = capsys.readouterr().out
+    best = min(found, key=lambda m: found[m]["metrics"]["scaled_error"])
+    assert "scaled_error ↓" in out and "lower is better" in out
+    (row,) = [line for line in out.splitlines() if line.startswith(f"| {best} ")]
+    assert "**" in row
+
+
+@pytest.mark.parametrize(("arg", "expected"), [
+    ("eval.options.scaled_error.scal=2.0", "eval.options.scaled_error.scal: unknown setting; "
+                                           "scaled_error's settings: scale, rows"),
+    ("eval.options.scaled_error.rows=two", "eval.options.scaled_error.rows must be int like "
+                                           "its default 5, got 'two'"),
+    ("eval.options.knn.k=3", "eval.options.knn: evaluator knn declares no settings of its own"),
+    ("eval.options.kmeans.k=3", "eval.options.kmeans: kmeans is not an evaluator of this run"),
+])
+def test_bad_evaluator_settings_stop_before_any_run(arg, expected, plugin_dir, tiny, tmp_path,
+                                                    capsys):
+    _declaring(plugin_dir)
+    assert main(["run", "suite=quickstart", *tiny, "eval.metrics=[knn,scaled_error]", arg]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+    assert not (tmp_path / "results").exists()
 
 
 INPUT_EVALS = """

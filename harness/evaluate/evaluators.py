@@ -95,6 +95,8 @@ class Embeddings:
 class EvalResult:
     metrics: dict[str, float]  # flat, name -> value (accuracies, NMI, ARI as fractions)
     details: dict[str, Any]  # per evaluator, plus "timings_s": {evaluator: seconds}
+    # the reported metrics that their evaluators declare lower-is-better (`declares`)
+    lower_is_better: frozenset[str] = frozenset()
 
 
 Evaluator = Callable[[Embeddings, Any, int], tuple[dict[str, float], dict[str, Any]]]
@@ -141,6 +143,55 @@ def evaluator_needs(entry: PluginEntry) -> frozenset[str]:
     if unknown:
         raise UserError(f"{entry.describe('evaluator')} needs {', '.join(unknown)}, which the "
                         f"runner does not provide; valid inputs: {', '.join(INPUTS)}")
+    return frozenset(declared)
+
+
+_OPTION_TYPES = (bool, int, float, str, list)
+
+
+def declares(*, options: dict[str, Any] | None = None,
+             lower_is_better: Sequence[str] = ()) -> Callable[[Evaluator], Evaluator]:
+    """Decorator: an evaluator's own settings and the direction of its metrics.
+
+        @declares(options={"k": 10, "scale": 1.0}, lower_is_better=["my_error"])
+        def my_evaluator(emb, cfg, seed):
+            k = cfg.options.my_evaluator.k  # the suite's eval.options.my_evaluator.k, or 10
+
+    `options`: setting -> default (a bool, int, float, str or list); a suite overrides them as
+    eval.options.<evaluator>.<key>, checked against these names and types before any run,
+    and the resolved values are part of the run's identity. `lower_is_better`: the metric
+    names for which a smaller value is better; tables mark the smallest as the best.
+    """
+    options = dict(options or {})
+    bad = [k for k, v in options.items() if not isinstance(k, str)
+           or not isinstance(v, _OPTION_TYPES)]
+    if bad:
+        raise ValueError(f"options {bad} must map names to a bool, int, float, str or list")
+    if isinstance(lower_is_better, str):
+        raise ValueError("lower_is_better must be a list of metric names, not one string")
+
+    def mark(fn: Evaluator) -> Evaluator:
+        fn.options = options  # type: ignore[attr-defined]
+        fn.lower_is_better = frozenset(lower_is_better)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def evaluator_options(entry: PluginEntry) -> dict[str, Any]:
+    """The settings a resolved evaluator declares with their defaults ({} when none)."""
+    declared = getattr(entry.obj, "options", {})
+    if not isinstance(declared, dict):
+        raise UserError(f"{entry.describe('evaluator')}: its `options` must be a dict of "
+                        f"setting -> default, got {declared!r}")
+    return dict(declared)
+
+
+def evaluator_lower_is_better(entry: PluginEntry) -> frozenset[str]:
+    declared = getattr(entry.obj, "lower_is_better", frozenset())
+    if isinstance(declared, str) or not all(isinstance(n, str) for n in declared):
+        raise UserError(f"{entry.describe('evaluator')}: its `lower_is_better` must be a set "
+                        f"of metric names, got {declared!r}")
     return frozenset(declared)
 
 
@@ -401,6 +452,7 @@ def evaluate(emb: Embeddings, cfg: Any, *, seed: int,
     metrics: dict[str, float] = {}
     details: dict[str, Any] = {}
     timings: dict[str, float] = {}
+    lower: set[str] = set()
     for entry in evaluators:
         start = time.perf_counter()
         m, d = run_evaluator(entry, emb, cfg, seed)
@@ -410,7 +462,8 @@ def evaluate(emb: Embeddings, cfg: Any, *, seed: int,
             raise EvaluatorError(f"evaluator {entry.name!r} reports {', '.join(clash)}, which "
                                  "an earlier evaluator of eval.metrics already reported")
         metrics.update(m)
+        lower |= evaluator_lower_is_better(entry) & set(m)
         if d:
             details[entry.name] = d
     details["timings_s"] = timings
-    return EvalResult(metrics=metrics, details=details)
+    return EvalResult(metrics=metrics, details=details, lower_is_better=frozenset(lower))

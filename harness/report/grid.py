@@ -41,9 +41,14 @@ class Grid:
     cells: dict[tuple[str, Column], Cell]
     uniform_n: int | None  # the n of every cell when all are equal, else None
     failed: int
+    # metrics the records' evaluators declare lower-is-better (besides the built-in ones)
+    lower: frozenset[str] = frozenset()
 
     def cell(self, method: str, column: Column) -> Cell | None:
         return self.cells.get((method, column))
+
+    def lower_is_better(self, metric: str) -> bool:
+        return metric_style(metric, self.lower).lower_is_better
 
     @property
     def has_percent(self) -> bool:
@@ -51,7 +56,7 @@ class Grid:
 
     @property
     def has_lower_is_better(self) -> bool:
-        return any(metric_style(metric).lower_is_better for _, metric in self.columns)
+        return any(self.lower_is_better(metric) for _, metric in self.columns)
 
 
 def _levels(column: pd.Series) -> list[str]:
@@ -63,11 +68,12 @@ def _levels(column: pd.Series) -> list[str]:
     return present
 
 
-def _marks(metric: str, means: dict[str, float]) -> dict[str, str]:
+def _marks(metric: str, means: dict[str, float], lower: frozenset[str]) -> dict[str, str]:
     shown = {method: float(format_number(metric, mean)) for method, mean in means.items()}
-    distinct = sorted(set(shown.values()), reverse=not metric_style(metric).lower_is_better)
+    style = metric_style(metric, lower)
+    distinct = sorted(set(shown.values()), reverse=not style.lower_is_better)
     marks = dict.fromkeys(shown, "")
-    if len(distinct) < 2 or not metric_style(metric).ranked:
+    if len(distinct) < 2 or not style.ranked:
         return marks
     for method, value in shown.items():
         if value == distinct[0]:
@@ -90,7 +96,8 @@ def build_grid(summary: pd.DataFrame) -> Grid:
     by_column: dict[Column, dict[str, float]] = {}
     for row in rows.itertuples(index=False):
         by_column.setdefault((row.dataset, row.metric), {})[row.method] = row.mean
-    marks = {column: _marks(column[1], means) for column, means in by_column.items()}
+    lower = frozenset(summary.attrs.get("lower_is_better", ()))
+    marks = {column: _marks(column[1], means, lower) for column, means in by_column.items()}
 
     cells = {
         (row.method, (row.dataset, row.metric)): Cell(
@@ -109,12 +116,14 @@ def build_grid(summary: pd.DataFrame) -> Grid:
         cells=cells,
         uniform_n=counts.pop() if len(counts) == 1 else None,
         failed=int(summary.attrs.get("failed", 0)),
+        lower=lower,
     )
 
 
-def metric_header(metric: str, *, down: str = "↓") -> str:
-    """The metric's label, with `down` appended when lower is better."""
-    style = metric_style(metric)
+def metric_header(metric: str, *, down: str = "↓", lower: frozenset[str] = frozenset()) -> str:
+    """The metric's label, with `down` appended when lower is better (`lower`: the grid's
+    declared lower-is-better metrics)."""
+    style = metric_style(metric, lower)
     return f"{style.label} {down}" if style.lower_is_better else style.label
 
 

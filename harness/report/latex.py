@@ -46,8 +46,8 @@ def _cell(cell: Cell | None, grid: Grid) -> str:
     return text
 
 
-def _header(metric: str) -> str:
-    style = metric_style(metric)
+def _header(metric: str, lower: frozenset[str]) -> str:
+    style = metric_style(metric, lower)
     label = latex_escape(style.label)
     return label + r" $\downarrow$" if style.lower_is_better else label
 
@@ -70,7 +70,7 @@ def to_latex(summary: pd.DataFrame) -> str:
     """A booktabs tabular of `summary`, best per column bold and second underlined."""
     grid = build_grid(summary)
     columns = pd.MultiIndex.from_tuples(
-        [(latex_escape(dataset), _header(metric)) for dataset, metric in grid.columns]
+        [(latex_escape(dataset), _header(metric, grid.lower)) for dataset, metric in grid.columns]
     )
     frame = pd.DataFrame(
         [

@@ -77,15 +77,16 @@ class MetricStyle:
     ranked: bool = True  # False: no best/second marks (estimates judged by another column)
 
 
-def metric_style(name: str) -> MetricStyle:
-    """The display rules for metric `name` (unknown names: raw, higher-is-better)."""
+def metric_style(name: str, lower: frozenset[str] = frozenset()) -> MetricStyle:
+    """The display rules for metric `name` (unknown names: raw, higher-is-better, unless
+    `lower`, the names the records' evaluators declare lower-is-better, has it)."""
     label = _LABELS.get(name)
     if label is None and (k := retrieval_k(name)) is not None:
         label = f"P@{k}"
     return MetricStyle(
         label=label or name,
         percent=bool(_PERCENT.search(name)),
-        lower_is_better=name in LOWER_IS_BETTER,
+        lower_is_better=name in LOWER_IS_BETTER or name in lower,
         ranked=name not in UNRANKED,
     )
 

@@ -121,6 +121,9 @@ def summarize(
     summary = summary.sort_values(["method", "dataset", "metric"], ignore_index=True)
     summary["n"] = summary["n"].astype(int)
     summary.attrs["failed"] = failed
+    # metrics that the records' evaluators declare lower-is-better (plugins' own metrics)
+    summary.attrs["lower_is_better"] = sorted(
+        {name for r in ok for name in r.get("lower_is_better") or ()})
     return summary[list(COLUMNS)]
 
 

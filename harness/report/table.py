@@ -37,7 +37,7 @@ def _markdown_escape(text: str) -> str:
 def to_markdown(summary: pd.DataFrame) -> str:
     """A GitHub pipe table: best per column in bold, a footnote line under it."""
     grid = build_grid(summary)
-    header = ["method", *(f"{d} / {metric_header(m)}" for d, m in grid.columns)]
+    header = ["method", *(f"{d} / {metric_header(m, lower=grid.lower)}" for d, m in grid.columns)]
     lines = [
         "| " + " | ".join(map(_markdown_escape, header)) + " |",
         "| :-- |" + " --: |" * len(grid.columns),
@@ -99,7 +99,8 @@ def to_rich(summary: pd.DataFrame, width: int | None = None) -> Table | Group:
     datasets = list(dict.fromkeys(dataset for dataset, _ in grid.columns))
     # one dataset: name it once in the title, so the columns stay narrow
     title = datasets[0] if len(datasets) == 1 else None
-    headers = [metric_header(m) if title else f"{d}\n{metric_header(m)}" for d, m in grid.columns]
+    headers = [metric_header(m, lower=grid.lower) if title
+               else f"{d}\n{metric_header(m, lower=grid.lower)}" for d, m in grid.columns]
     cells = [_terminal_cells(grid, column) for column in grid.columns]
     widths = [max([len(line) for line in h.split("\n")] + [len(t) for t in c.values()])
               + _BORDERS for h, c in zip(headers, cells, strict=True)]

@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 def _evaluable(specs: list, store: Path, suite: str) -> list:
     """For `crlbench evaluate`: the specs it can score without training (kept weights, or a
     method with nothing to train); a note for each of the others, and UserError when none."""
-    from crlbench.runner import find_kept
+    from crlbench.evaluations import find_kept
 
     ready = [s for s in specs if not s.plugin.obj.trainable or find_kept(s, store)]
     missing = [s for s in specs if s not in ready]

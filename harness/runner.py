@@ -8,12 +8,15 @@ executor's cache. `execute(spec, store)` never raises for a failed run (except
 KeyboardInterrupt): it returns the record, with status "failed" and the error when something
 broke, after writing it to the store. Executors call it; it knows nothing about how runs are
 scheduled.
+
+The train stage trains and keeps the weights, or, when the store has the kept weights of the
+same training (crlbench.evaluations), loads them instead; with eval.every it also records
+learning curves. The run's loggers (crlbench.tracking) see each epoch and the final record.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from crlbench.errors import NonFiniteLoss
 from crlbench.evaluate import Embeddings, cluster_split, evaluate, evaluator_needs
 from crlbench.evaluate.conventions import conventions, trained_on
 from crlbench.evaluate.evaluators import sample_rows
+from crlbench.evaluations import KeptWeights, find_kept, supersede, trained_in
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
 from crlbench.seeding import derive_seed, seed_everything
@@ -47,10 +51,10 @@ from crlbench.store import (
     write_record,
 )
 from crlbench.suite import RunSpec
-from crlbench.tracking import Logger, open_loggers
+from crlbench.tracking import Logger, finish_loggers, open_loggers, tracked
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 from crlbench.validate import check_batch_fits, check_long_tail_source
-from crlbench.weights import load_weights, save_weights, sha256_of, weights_path
+from crlbench.weights import load_weights, save_weights, weights_path
 
 # keep a dataset on the GPU when it takes at most this share of the free memory
 GPU_DATA_FRACTION = 0.25
@@ -223,63 +227,6 @@ def _write(path: Path, record: dict[str, Any]) -> None:
     write_record(path, record)
 
 
-def _tracked(loggers: list[Logger], on_epoch: EpochCallback | None) -> EpochCallback | None:
-    """`on_epoch`, also reporting each epoch's values to the loggers."""
-    if not loggers:
-        return on_epoch
-
-    def tracked(epoch: int, epochs: int, terms: dict[str, float]) -> None:
-        for logger in loggers:
-            logger.log(epoch, terms)
-        if on_epoch:
-            on_epoch(epoch, epochs, terms)
-
-    return tracked
-
-
-def _finish_loggers(loggers: list[Logger], record: dict[str, Any]) -> list[str]:
-    """Hand the finished record to each logger; a logger's failure does not fail the run but
-    is said on stderr and returned for the record."""
-    errors = []
-    for logger in loggers:
-        try:
-            logger.finish(record)
-        except Exception as e:  # a tracker's outage must not lose a finished result
-            errors.append(f"{type(logger).__name__}: {type(e).__name__}: {e}")
-            print(f"crlbench: warning: {record['run_id']}: {errors[-1]}", file=sys.stderr)
-    return errors
-
-
-def _earlier_evaluations(spec: RunSpec, path: Path,
-                         record: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
-    """The finished records of the same training and variant made before this run started:
-    evaluations this one supersedes (the suite's eval section changed since, or a --force
-    rerun replaces one). Records another process wrote after this run started are left."""
-    return [(p, rec) for p, rec in _folder_records(path.parent)
-            if rec.get("train_id") == spec.train_id and rec.get("variant") == spec.variant
-            and rec["status"] == "ok" and str(rec.get("created", "")) <= record["started"]]
-
-
-def _evaluation_summary(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"run_id": rec["run_id"], "created": rec.get("created"),
-            "eval": (rec.get("config") or {}).get("eval"), "metrics": rec["metrics"],
-            "evaluator_packages": rec.get("evaluator_packages"),
-            "conventions": rec.get("conventions")}
-
-
-def _supersede(spec: RunSpec, path: Path, record: dict[str, Any]) -> list[Path]:
-    """Fold the earlier evaluations of this training into the record's
-    `previous_evaluations` (oldest first); the paths of their records, to remove once this
-    one is written (the store keeps one current evaluation per training and variant)."""
-    earlier = _earlier_evaluations(spec, path, record)
-    history: list[dict[str, Any]] = []
-    for _, rec in sorted(earlier, key=lambda item: str(item[1].get("created", ""))):
-        history += [*rec.get("previous_evaluations", []), _evaluation_summary(rec)]
-    if history:
-        record["previous_evaluations"] = history
-    return [p for p, _ in earlier if p != path]
-
-
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
             cache: DatasetCache | None = None, reuse_weights: bool = True) -> dict[str, Any]:
     """Run one spec and write its record; return the record. `cache`: the executor's dataset
@@ -297,7 +244,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         record["deterministic"] = device.type == "cpu"
         kept = find_kept(spec, store) if reuse_weights else None
         loggers = open_loggers(spec.config.get("loggers", ()), spec, path)
-        _run(spec, path, device, timer, record, _tracked(loggers, on_epoch),
+        _run(spec, path, device, timer, record, tracked(loggers, on_epoch),
              cache or DatasetCache(), kept)
         record["status"] = "ok"
         record["error"] = None
@@ -310,10 +257,10 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
-    errors = _finish_loggers(loggers, record)
+    errors = finish_loggers(loggers, record)
     if errors:
         record["tracking_errors"] = errors
-    superseded = _supersede(spec, path, record) if record["status"] == "ok" else []
+    superseded = supersede(spec, path, record) if record["status"] == "ok" else []
     try:
         _write(path, record)
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
@@ -486,49 +433,6 @@ def _evaluate_stage(spec: RunSpec, cfg: DictConfig, emb: Embeddings,
             "conventions": conventions(spec.config, train_split, emb.pair_source)}
 
 
-@dataclass
-class KeptWeights:
-    """A training's kept weights in the store, and the record that vouches for them."""
-
-    path: Path
-    record: dict[str, Any]
-
-
-def _folder_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """The readable records of one method/dataset folder of the store."""
-    out = []
-    for path in sorted(folder.glob("[!.]*.json")):
-        try:
-            out.append((path, read_record(path)))
-        except ValueError:
-            continue  # not a record: `crlbench table` names it; it vouches for nothing here
-    return out
-
-
-def find_kept(spec: RunSpec, store: Path) -> KeptWeights | None:
-    """The kept weights of `spec`'s training (same train_id) in the store, if a record of that
-    training gives the file's SHA-256: None for a method that does not train."""
-    if not spec.plugin.obj.trainable or not spec.train_id:
-        return None
-    path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
-    weights = weights_path(path, spec.train_id)
-    if not weights.is_file():
-        return None
-    digest = sha256_of(weights)
-    for _, rec in _folder_records(path.parent):
-        if (rec.get("train_id") == spec.train_id
-                and (rec.get("weights") or {}).get("sha256") == digest):
-            return KeptWeights(weights, rec)
-    return None
-
-
-def _trained_in(source: dict[str, Any]) -> dict[str, Any]:
-    """Which run trained the weights a re-evaluation loads (through earlier re-evaluations)."""
-    return source.get("weights_from") or {
-        "run_id": source["run_id"], "created": source.get("created"),
-        "environment": source.get("environment")}
-
-
 def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
          record: dict[str, Any], on_epoch: EpochCallback | None, cache: DatasetCache,
          kept: KeptWeights | None) -> None:
@@ -548,7 +452,7 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
             load_weights(method, kept.path, kept.record["weights"]["sha256"])
         for key in ("train", "history", "weights"):
             record[key] = kept.record[key]
-        record["weights_from"] = _trained_in(kept.record)
+        record["weights_from"] = trained_in(kept.record)
     else:
         with timer.phase("train"):
             result, record["train"] = _train_stage(spec, cfg, device, d, method, ctx,

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 LOGGERS = ("tensorboard", "wandb", "mlflow")
+EpochCallback = Callable[[int, int, dict[str, float]], None]
 _PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow"}
 
 
@@ -115,6 +117,33 @@ class MlflowLogger:
     def finish(self, record: dict[str, Any]) -> None:
         self.mlflow.log_metrics(_numbers(record.get("metrics") or {}))
         self.mlflow.end_run(status="FINISHED" if record["status"] == "ok" else "FAILED")
+
+
+def tracked(loggers: list[Logger], on_epoch: EpochCallback | None) -> EpochCallback | None:
+    """`on_epoch`, also reporting each epoch's values to the loggers."""
+    if not loggers:
+        return on_epoch
+
+    def tracked(epoch: int, epochs: int, terms: dict[str, float]) -> None:
+        for logger in loggers:
+            logger.log(epoch, terms)
+        if on_epoch:
+            on_epoch(epoch, epochs, terms)
+
+    return tracked
+
+
+def finish_loggers(loggers: list[Logger], record: dict[str, Any]) -> list[str]:
+    """Hand the finished record to each logger; a logger's failure does not fail the run but
+    is said on stderr and returned for the record."""
+    errors = []
+    for logger in loggers:
+        try:
+            logger.finish(record)
+        except Exception as e:  # a tracker's outage must not lose a finished result
+            errors.append(f"{type(logger).__name__}: {type(e).__name__}: {e}")
+            print(f"crlbench: warning: {record['run_id']}: {errors[-1]}", file=sys.stderr)
+    return errors
 
 
 def open_loggers(names: Iterable[str], spec: Any, record_path: Path) -> list[Logger]:

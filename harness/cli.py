@@ -181,8 +181,8 @@ def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) 
         _print_plan(console, cfg, specs, store)
         return 0
     progress = make_progress(console)
-    reuse = evaluate_only or not args.force
-    summary = executor.run(specs, store, progress, force=args.force, reuse_weights=reuse)
+    weights = "require" if evaluate_only else "retrain" if args.force else "reuse"
+    summary = executor.run(specs, store, progress, force=args.force, weights=weights)
     while summary.elsewhere and not summary.interrupted:
         # another `crlbench run` holds some runs: wait for them, so that this command ends
         # with the suite complete (and run here any that process abandons)
@@ -191,7 +191,7 @@ def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) 
         abandoned = wait_for_elsewhere(summary, store)
         if abandoned:
             summary.merge(executor.run(abandoned, store, progress, force=False,
-                                       reuse_weights=reuse))
+                                       weights=weights))
     _print_table(console, store, cfg.name, run_ids={s.run_id for s in specs})
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)

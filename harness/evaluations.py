@@ -80,14 +80,28 @@ def _evaluation_summary(rec: dict[str, Any]) -> dict[str, Any]:
             "conventions": rec.get("conventions")}
 
 
-def supersede(spec: RunSpec, path: Path, record: dict[str, Any]) -> list[Path]:
+def supersede(spec: RunSpec, path: Path,
+              record: dict[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
     """Fold the earlier evaluations of this training into the record's
-    `previous_evaluations` (oldest first); the paths of their records, to remove once this
-    one is written (the store keeps one current evaluation per training and variant)."""
+    `previous_evaluations` (oldest first); their records, to remove with `remove_superseded`
+    once this one is written (the store keeps one current evaluation per training and
+    variant)."""
     earlier = _earlier_evaluations(spec, path, record)
     history: list[dict[str, Any]] = []
     for _, rec in sorted(earlier, key=lambda item: str(item[1].get("created", ""))):
         history += [*rec.get("previous_evaluations", []), _evaluation_summary(rec)]
     if history:
         record["previous_evaluations"] = history
-    return [p for p, _ in earlier if p != path]
+    return [(p, rec) for p, rec in earlier if p != path]
+
+
+def remove_superseded(superseded: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Remove the superseded records, each only if it is still the record that was folded
+    (another process may have rewritten that run since: its new record stays)."""
+    for path, folded in superseded:
+        try:
+            current = read_record(path)
+        except ValueError:
+            continue  # gone or replaced by something else: nothing of ours to remove
+        if current.get("created") == folded.get("created"):
+            path.unlink(missing_ok=True)

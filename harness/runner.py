@@ -38,7 +38,13 @@ from crlbench.errors import NonFiniteLoss
 from crlbench.evaluate import Embeddings, cluster_split, evaluate, evaluator_needs
 from crlbench.evaluate.conventions import conventions, trained_on
 from crlbench.evaluate.evaluators import sample_rows
-from crlbench.evaluations import KeptWeights, find_kept, supersede, trained_in
+from crlbench.evaluations import (
+    KeptWeights,
+    find_kept,
+    remove_superseded,
+    supersede,
+    trained_in,
+)
 from crlbench.preprocess import Normalizer, channel_stats
 from crlbench.protocol import Method, RunContext
 from crlbench.seeding import derive_seed, seed_everything
@@ -51,7 +57,7 @@ from crlbench.store import (
     write_record,
 )
 from crlbench.suite import RunSpec
-from crlbench.tracking import Logger, finish_loggers, open_loggers, tracked
+from crlbench.tracking import Trackers
 from crlbench.train import TrainResult, TrainSetup, steps_per_epoch, train
 from crlbench.validate import check_batch_fits, check_long_tail_source
 from crlbench.weights import load_weights, save_weights, weights_path
@@ -227,24 +233,36 @@ def _write(path: Path, record: dict[str, Any]) -> None:
     write_record(path, record)
 
 
+class NoKeptWeights(RuntimeError):
+    """`crlbench evaluate` found the run's kept weights at its start, and they are gone now."""
+
+
+# What a run does with the kept weights of its training (same train_id) in the store:
+# "reuse" them instead of training when there are any (crlbench run), "retrain" whatever the
+# store has (crlbench run --force), or "require" them and never train (crlbench evaluate).
+WEIGHT_MODES = ("reuse", "retrain", "require")
+
+
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
-            cache: DatasetCache | None = None, reuse_weights: bool = True) -> dict[str, Any]:
+            cache: DatasetCache | None = None, weights: str = "reuse") -> dict[str, Any]:
     """Run one spec and write its record; return the record. `cache`: the executor's dataset
-    cache (None: the dataset is read for this run alone). `reuse_weights`: evaluate the kept
-    weights of the same training when the store has them, instead of training again."""
+    cache (None: the dataset is read for this run alone). `weights`: one of WEIGHT_MODES."""
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
     record = new_record(spec)
     threads = torch.get_num_threads()
-    loggers: list[Logger] = []
+    trackers: Trackers | None = None
     try:
         torch.set_num_threads(spec.config.get("threads", threads))
         device = resolve_device(spec.config["device"])
         record["environment"] = environment(device)
         record["deterministic"] = device.type == "cpu"
-        kept = find_kept(spec, store) if reuse_weights else None
-        loggers = open_loggers(spec.config.get("loggers", ()), spec, path)
-        _run(spec, path, device, timer, record, tracked(loggers, on_epoch),
+        kept = find_kept(spec, store) if weights != "retrain" else None
+        if kept is None and weights == "require" and spec.plugin.obj.trainable:
+            raise NoKeptWeights(f"{spec.label} has no kept weights any more (changed or removed "
+                                "since the command started); `crlbench run` trains it")
+        trackers = Trackers(spec.config.get("loggers", ()), spec, path)
+        _run(spec, path, device, timer, record, trackers.on_epoch(on_epoch),
              cache or DatasetCache(), kept)
         record["status"] = "ok"
         record["error"] = None
@@ -257,7 +275,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         torch.set_num_threads(threads)
     record["wall_seconds"] = timer.seconds
     record["created"] = _now()
-    errors = finish_loggers(loggers, record)
+    errors = trackers.finish(record) if trackers else []
     if errors:
         record["tracking_errors"] = errors
     superseded = supersede(spec, path, record) if record["status"] == "ok" else []
@@ -265,8 +283,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         _write(path, record)
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
         return record_failure(spec, store, _error(e))
-    for old in superseded:
-        old.unlink(missing_ok=True)
+    remove_superseded(superseded)
     return record
 
 

@@ -118,13 +118,13 @@ _UNUSED_PROBE_KEYS = {"lbfgs": ("lrs", "epochs", "batch_size", "weight_decay"),
 CURVE_KEYS = ("every", "every_metrics", "every_samples")
 
 
-def _used_eval(ev: dict[str, Any]) -> dict[str, Any]:
+def _used_eval(ev: dict[str, Any], trainable: bool) -> dict[str, Any]:
     """The eval section without the probe settings its optimizer ignores, and without the
-    learning-curve settings when there are no curves."""
+    learning-curve settings when the run makes no curves (none set, or nothing trains)."""
     lin = ev["linear"]
     unused = _UNUSED_PROBE_KEYS.get(lin["optimizer"], ())
     used = {**ev, "linear": {k: v for k, v in lin.items() if k not in unused}}
-    if not ev.get("every"):
+    if not ev.get("every") or not trainable:
         used = {k: v for k, v in used.items() if k not in CURVE_KEYS}
     if not ev.get("options"):  # added later too: hashed once an evaluator declares options
         used.pop("options", None)
@@ -140,7 +140,7 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
         keep += ["backbone", "augment", "train"]
         data += ["use_unlabeled", "train_split"]  # what training sees
     part = {k: run_cfg[k] for k in keep}
-    part["eval"] = _used_eval(run_cfg["eval"])
+    part["eval"] = _used_eval(run_cfg["eval"], trainable)
     part["data"] = {k: run_cfg["data"][k] for k in data}
     part["method_version"] = method_version
     # torch's thread count changes float sums, so numbers on the CPU; hashed only when it is
@@ -153,15 +153,16 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
 def _training_part(hashed: dict[str, Any], trainable: bool) -> dict[str, Any]:
     """The part of `_hashed_part` that training depends on: all but the evaluation (the eval
     section, and eval.* keys of the variant). eval.batch_size stays for a method that trains:
-    it also batches the feature passes of training hooks (DeepCluster's k-means)."""
+    it also batches the feature passes of training hooks (DeepCluster's k-means). With
+    learning curves the whole eval section stays: the curves are evaluations made while
+    training, and their evaluators may read any of it (kNN's k and temperature, the probe's
+    settings, their eval.options), so a re-evaluation could not remake them."""
     part = {k: v for k, v in hashed.items() if k != "eval"}
     part["variant"] = {k: v for k, v in hashed["variant"].items() if not k.startswith("eval.")}
     if trainable:
         part["eval_batch_size"] = hashed["eval"]["batch_size"]
-        # learning curves are made while training: another curve setting is another training
-        curves = {k: hashed["eval"][k] for k in CURVE_KEYS if k in hashed["eval"]}
-        if curves:
-            part["curves"] = curves
+        if hashed["eval"].get("every"):
+            part["curves"] = hashed["eval"]
     return part
 
 
@@ -256,7 +257,10 @@ def resolve_options(evaluators: tuple[PluginEntry, ...], given: dict[str, Any]) 
                 raise UserError(f"eval.options.{name}.{key} must be "
                                 f"{type(valid[key]).__name__} like its default "
                                 f"{valid[key]!r}, got {value!r}")
-    return {name: {**defaults, **given.get(name, {})}
+    # an int given for a float default is that float: 1 and 1.0 are one setting, one run id
+    return {name: {key: float(value) if isinstance(default, float) else value
+                   for key, default in defaults.items()
+                   for value in [given.get(name, {}).get(key, default)]}
             for name, defaults in declared.items() if defaults}
 
 
@@ -280,10 +284,13 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
             method_cfg = method_config(entry, plain["method_cfg"].get(method))
             evaluators = _resolved(evaluators_of, plain["eval"]["metrics"])
             curves = (_resolved(evaluators_of, plain["eval"]["every_metrics"], curves=True)
-                      if plain["eval"]["every"] and entry.obj.trainable else ())
+                      if plain["eval"]["every"] else ())
+            # the same options for every method of the suite, whether it makes curves or not
             plain["eval"]["options"] = resolve_options(
                 tuple({e.name: e for e in (*evaluators, *curves)}.values()),
                 plain["eval"]["options"])
+            if not entry.obj.trainable:
+                curves = ()  # nothing trains, nothing to follow
             for dataset in cfg.dataset:
                 for seed in cfg.seeds:
                     run_cfg = {

@@ -5,17 +5,20 @@ already watch. One small interface (`Logger`: `log(epoch, values)` after each ep
 (record)` once the record is complete) and three implementations, chosen by
 `results.loggers` (none by default):
 
-- `tensorboard`: event files in `<train_id>.tb/` beside the record, one folder per training
-  (like its kept weights), written with tensorboardX (no TensorBoard server or TensorFlow
-  needed; `tensorboard --logdir <results.dir>` shows them). Per epoch: `train/<term>` (mean
-  loss terms, lr) and `eval/<metric>` (learning curves); at the end `metrics/<metric>` at the
-  last epoch and the run's id, label and eval section as text.
+- `tensorboard`: event files in `<run_id>.tb/` beside the record, written with tensorboardX
+  (no TensorBoard server or TensorFlow needed; `tensorboard --logdir <results.dir>` shows each
+  run as one TensorBoard run). Per epoch: `train/<term>` (mean loss terms, lr) and
+  `eval/<metric>` (learning curves); at the end `metrics/<metric>` at the last epoch and the
+  run's id, label, status and eval section as text. A re-evaluation from kept weights trains
+  nothing, so its folder holds its final metrics only; the curves are in the folder of the run
+  that trained (`weights_from`).
 - `wandb`, `mlflow`: one run each per crlbench run, named by its label, with the resolved
   config as parameters; they must be installed (`pip install wandb` or `mlflow`) and set up
   as their own documentation says (login, tracking URI, offline mode).
 
-A logger that fails while the run finishes does not fail the run: the record lists the error
-under `tracking_errors`, and the terminal shows it.
+A logger that fails (to start, during training, at the end) never fails the run: the record
+lists the error under `tracking_errors`, the terminal shows it, and the run goes on without
+that logger.
 """
 
 from __future__ import annotations
@@ -64,21 +67,21 @@ class TensorBoardLogger:
 
         self.writer = SummaryWriter(logdir=str(folder))
         self.label = label
-        self.epoch = 0
 
     def log(self, epoch: int, values: dict[str, float]) -> None:
-        self.epoch = epoch
         for key, value in _numbers(values).items():
             tag = key if key.startswith("eval/") else f"train/{key}"
             self.writer.add_scalar(tag, value, epoch)
         self.writer.flush()
 
     def finish(self, record: dict[str, Any]) -> None:
+        epoch = len(record.get("history") or [])  # the training's last, a re-evaluation's too
         for key, value in _numbers(record.get("metrics") or {}).items():
-            self.writer.add_scalar(f"metrics/{key}", value, self.epoch)
+            self.writer.add_scalar(f"metrics/{key}", value, epoch)
         summary = {"run_id": record["run_id"], "label": self.label,
-                   "status": record["status"], "eval": record["config"].get("eval")}
-        self.writer.add_text("run", json.dumps(summary, indent=1), self.epoch)
+                   "status": record["status"], "eval": record["config"].get("eval"),
+                   "weights_from": (record.get("weights_from") or {}).get("run_id")}
+        self.writer.add_text("run", json.dumps(summary, indent=1), epoch)
         self.writer.close()
 
 
@@ -119,42 +122,54 @@ class MlflowLogger:
         self.mlflow.end_run(status="FINISHED" if record["status"] == "ok" else "FAILED")
 
 
-def tracked(loggers: list[Logger], on_epoch: EpochCallback | None) -> EpochCallback | None:
-    """`on_epoch`, also reporting each epoch's values to the loggers."""
-    if not loggers:
-        return on_epoch
+class Trackers:
+    """The loggers of one run. A logger that fails (to open, to log an epoch, to finish) never
+    fails the run, whose record is the source of truth: the error is said on stderr and kept
+    for the record's `tracking_errors`, and that logger is dropped."""
 
-    def tracked(epoch: int, epochs: int, terms: dict[str, float]) -> None:
-        for logger in loggers:
-            logger.log(epoch, terms)
-        if on_epoch:
-            on_epoch(epoch, epochs, terms)
+    def __init__(self, names: Iterable[str], spec: Any, record_path: Path):
+        self.run_id = spec.run_id
+        self.errors: list[str] = []
+        self.loggers: list[Logger] = []
+        for name in names:
+            try:
+                self.loggers.append(_open(name, spec, record_path))
+            except Exception as e:  # a tracker that cannot start: the run goes on without it
+                self._failed(name, e)
 
-    return tracked
+    def _failed(self, who: str, e: Exception) -> None:
+        self.errors.append(f"{who}: {type(e).__name__}: {e}")
+        print(f"crlbench: warning: {self.run_id}: {self.errors[-1]}", file=sys.stderr)
+
+    def _each(self, call: Callable[[Logger], None]) -> None:
+        for logger in list(self.loggers):
+            try:
+                call(logger)
+            except Exception as e:  # a tracker's outage must not lose a run
+                self.loggers.remove(logger)
+                self._failed(type(logger).__name__, e)
+
+    def on_epoch(self, on_epoch: EpochCallback | None) -> EpochCallback | None:
+        """`on_epoch`, also reporting each epoch's values to the loggers."""
+        if not self.loggers:
+            return on_epoch
+
+        def tracked(epoch: int, epochs: int, terms: dict[str, float]) -> None:
+            self._each(lambda logger: logger.log(epoch, terms))
+            if on_epoch:
+                on_epoch(epoch, epochs, terms)
+
+        return tracked
+
+    def finish(self, record: dict[str, Any]) -> list[str]:
+        """Hand the finished record to each logger; every error of the run's loggers."""
+        self._each(lambda logger: logger.finish(record))
+        return self.errors
 
 
-def finish_loggers(loggers: list[Logger], record: dict[str, Any]) -> list[str]:
-    """Hand the finished record to each logger; a logger's failure does not fail the run but
-    is said on stderr and returned for the record."""
-    errors = []
-    for logger in loggers:
-        try:
-            logger.finish(record)
-        except Exception as e:  # a tracker's outage must not lose a finished result
-            errors.append(f"{type(logger).__name__}: {type(e).__name__}: {e}")
-            print(f"crlbench: warning: {record['run_id']}: {errors[-1]}", file=sys.stderr)
-    return errors
-
-
-def open_loggers(names: Iterable[str], spec: Any, record_path: Path) -> list[Logger]:
-    """The loggers `names` for one run whose record goes to `record_path`."""
-    out: list[Logger] = []
-    for name in names:
-        if name == "tensorboard":
-            folder = record_path.parent / f"{spec.train_id or spec.run_id}.tb"
-            out.append(TensorBoardLogger(folder, spec.label))
-        elif name == "wandb":
-            out.append(WandbLogger(spec))
-        elif name == "mlflow":
-            out.append(MlflowLogger(spec))
-    return out
+def _open(name: str, spec: Any, record_path: Path) -> Logger:
+    if name == "tensorboard":
+        return TensorBoardLogger(record_path.parent / f"{spec.run_id}.tb", spec.label)
+    if name == "wandb":
+        return WandbLogger(spec)
+    return MlflowLogger(spec)

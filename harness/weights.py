@@ -6,7 +6,8 @@ as one safetensors file, `<train_id>.safetensors`, in the run's record folder. T
 named by the run's training identity, not its run_id: every evaluation of one training (the
 suite's eval section changed, an evaluator added) reads the same file. safetensors holds raw
 tensors only, so loading runs no code (no pickle). The record keeps the file's name, size and
-SHA-256, and a file is used only when its hash equals the one a finished record gives.
+SHA-256, and a file is used only when its hash equals the one a record of that training gives
+(an ok record, or a failed one whose failure came after training, e.g. a plugin evaluator's).
 """
 
 from __future__ import annotations
@@ -56,19 +57,22 @@ def sha256_of(path: Path) -> str:
 
 def save_weights(method: nn.Module, path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     """Write the kept tensors of `method` to `path` atomically (a temporary file in the same
-    folder, then a rename); what the record says of them."""
+    folder, then a rename); what the record says of them. The hash is of the file this call
+    wrote, taken before the rename: another process that writes the same training's file
+    later (an eval sweep's variants under Ray) cannot make this record vouch for its bytes."""
     tensors = kept_tensors(method)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        digest, size = sha256_of(Path(tmp)), Path(tmp).stat().st_size
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-            "tensors": len(tensors), "kept_state": list(method.kept_state)}  # type: ignore
+    return {"file": path.name, "sha256": digest, "bytes": size, "tensors": len(tensors),
+            "kept_state": list(method.kept_state)}  # type: ignore[attr-defined]
 
 
 class WeightsError(ValueError):

@@ -66,6 +66,12 @@ def test_curve_settings_are_part_of_the_training_only_when_curves_are_on():
     assert [e.name for e in curved.curve_evaluators] == ["knn"]
     raw = expand(load_suite("quickstart", ["method=raw", "seeds=[0]", "eval.every=2"]))[0]
     assert raw.curve_evaluators == ()  # nothing trains, nothing to follow
+    plain_raw = expand(load_suite("quickstart", ["method=raw", "seeds=[0]"]))[0]
+    assert raw.run_id == plain_raw.run_id  # so nothing of it is in raw's identity
+    # the curves read the eval section: with curves, an evaluation change is a new training
+    warmer = expand(load_suite("quickstart", ["method=simclr", "seeds=[0]", "eval.every=2",
+                                              "eval.knn_temperature=0.5"]))[0]
+    assert warmer.train_id != curved.train_id
 
 
 @pytest.mark.parametrize(("arg", "expected"), [

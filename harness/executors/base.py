@@ -52,9 +52,9 @@ def pending(specs: list[RunSpec], store: Path, force: bool) -> tuple[list[RunSpe
 
 class Executor(Protocol):
     def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
-            force: bool = False, reuse_weights: bool = True) -> RunSummary:
+            force: bool = False, weights: str = "reuse") -> RunSummary:
         """Run `specs` (all of them with `force`, else those without a finished record);
-        `reuse_weights`: evaluate a training's kept weights instead of training again."""
+        `weights`: what to do with a training's kept weights (crlbench.runner.WEIGHT_MODES)."""
 
 
 def wait_for_elsewhere(summary: RunSummary, store: Path) -> list[RunSpec]:

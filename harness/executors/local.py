@@ -25,7 +25,7 @@ class LocalExecutor:
         self.cache = cache if cache is not None else DatasetCache()
 
     def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
-            force: bool = False, reuse_weights: bool = True) -> RunSummary:
+            force: bool = False, weights: str = "reuse") -> RunSummary:
         todo, skipped = pending(specs, store, force)
         summary = RunSummary(skipped=skipped)
         progress.suite_started(len(specs), len(skipped))
@@ -47,7 +47,7 @@ class LocalExecutor:
 
                 with heartbeat(path):  # evaluation and long phases refresh it too
                     record = execute(spec, store, on_epoch=on_epoch, cache=self.cache,
-                                     reuse_weights=reuse_weights)
+                                     weights=weights)
             finally:
                 release_claim(path)
             if record["status"] == "ok":

@@ -48,14 +48,19 @@ def _fields(spec: RunSpec) -> dict[str, Any]:
 
 
 def _trial(config: dict[str, Any]) -> None:
-    """One trial (runs in a Ray worker): execute the spec; report epochs for the progress view."""
+    """One trial (runs in a Ray worker): execute the spec; report epochs for the progress view.
+    It runs in the driver's working directory where this node has it (Tune moves trials into
+    its scratch folder, which is deleted: a tracker writing to ./mlruns or ./wandb would lose
+    its files), as the local executor does."""
     spec = RunSpec(**config["spec"])
+    if Path(config["cwd"]).is_dir():
+        os.chdir(config["cwd"])
 
     def on_epoch(epoch: int, epochs: int, terms: dict[str, float]) -> None:
         tune.report({"epoch": epoch, "epochs": epochs, **terms})
 
     record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
-                     reuse_weights=config["reuse_weights"])
+                     weights=config["weights"])
     tune.report({"done": 1, "ok": int(record["status"] == "ok")})
 
 
@@ -154,7 +159,7 @@ class RayExecutor:
         self.cfg = cfg  # the suite config: its resources and ray sections
 
     def run(self, specs: list[RunSpec], store: Path, progress: Progress, *,
-            force: bool = False, reuse_weights: bool = True) -> RunSummary:
+            force: bool = False, weights: str = "reuse") -> RunSummary:
         store = Path(store).resolve()  # trials run in other working directories
         for name, value in QUIET.items():
             os.environ.setdefault(name, value)
@@ -166,7 +171,7 @@ class RayExecutor:
         todo = claimed
         try:
             if todo:
-                self._fit(todo, store, progress, reuse_weights)
+                self._fit(todo, store, progress, weights)
         finally:  # also when Ray cannot start: the claims must not outlive this attempt
             for spec in todo:
                 release_claim(spec_path(store, spec))
@@ -176,7 +181,7 @@ class RayExecutor:
         return summary
 
     def _fit(self, todo: list[RunSpec], store: Path, progress: Progress,
-             reuse_weights: bool) -> None:
+             weights: str) -> None:
         """The grid of `todo` as one Ray Tune experiment, its scratch folder removed after."""
         scratch = store / SCRATCH
         key = id(progress)
@@ -190,7 +195,8 @@ class RayExecutor:
                         # shallow: the resolved plugins travel as objects, not as dicts
                         "spec": tune.grid_search([_fields(s) for s in todo]),
                         "store": str(store),
-                        "reuse_weights": reuse_weights,
+                        "weights": weights,
+                        "cwd": os.getcwd(),
                     },
                     tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                     run_config=tune.RunConfig(

@@ -74,9 +74,37 @@ def _construct_decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_decimal_int)
 
 
+# A suite is a small file: more values than this once YAML's aliases are expanded (each alias
+# is a reference that OmegaConf copies) is an alias bomb, refused before anything expands it
+MAX_YAML_VALUES = 100_000
+
+
+class YamlTooLarge(ValueError):
+    """YAML text whose aliases expand to more than MAX_YAML_VALUES values."""
+
+
+def _check_expanded_size(data: Any) -> None:
+    """Count the values of `data` as OmegaConf would copy them (a shared list counts at each
+    place it appears), stopping at the bound: time and memory stay O(MAX_YAML_VALUES)."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise YamlTooLarge(f"it expands to more than {MAX_YAML_VALUES:,} values (YAML "
+                               "aliases referring to aliases?); a suite is a small file")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text safely with the plain-scalar rules of `_Loader`."""
-    return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+    """Parse YAML text safely with the plain-scalar rules of `_Loader`; YamlTooLarge for text
+    whose aliases expand past MAX_YAML_VALUES values."""
+    data = yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+    _check_expanded_size(data)
+    return data
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -88,6 +116,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise UserError(f"suite {path}: YAML syntax error at {where}: {e.problem}") from None
     except OSError as e:
         raise UserError(f"suite {path}: cannot read: {e.strerror}") from None
+    except YamlTooLarge as e:
+        raise UserError(f"suite {path}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -202,6 +232,8 @@ def parse_overrides(overrides: list[str], schema: DictConfig | None = None) -> D
         key, _, value = _normalise_override(schema, item).partition("=")
         try:
             parsed = parse_yaml(value) if value.strip() else ""
+        except YamlTooLarge as e:
+            raise UserError(f"command line: the value of {key!r}: {e}") from None
         except yaml.YAMLError as e:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise UserError(

@@ -182,3 +182,18 @@ def test_an_empty_results_dir_and_a_huge_grid_are_refused_before_expanding(tmp_p
     _assert_one_error_line(capsys, "runs (methods x datasets x seeds x sweep x variants), "
                                    "more than 100,000; split it into several suites")
     assert list(tmp_path.iterdir()) == []  # nothing written, in the current folder either
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path, capsys):
+    """Nine levels of nine aliases are 9^9 values once copied; the loader stops at its bound."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert main(["run", f"suite={bomb}", f"results.dir={tmp_path / 'results'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expands to more than 100,000 values (YAML aliases" in err and "\n" not in err
+    assert main(["run", "suite=quickstart", "--dry-run",
+                 "seeds=" + "[" + ", ".join(["0"] * 100_001) + "]"]) == 2
+    assert "expands to more than 100,000 values" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

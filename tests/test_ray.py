@@ -7,6 +7,7 @@ import pytest
 from test_cli import FAILING  # the same planted failure as the local executor's test
 
 from crlbench.cli import main
+from crlbench.errors import UserError
 from crlbench.loader import load_suite
 from crlbench.store import scan
 
@@ -72,6 +73,32 @@ def test_ray_grid_isolates_failures_skips_finished_runs_and_matches_local(
 ])
 def test_trial_resources_follow_the_gpus_ray_sees(monkeypatch, gpus, per_run, expected):
     monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: {"CPU": 2, "GPU": gpus})
+    monkeypatch.setattr(ray_executor.ray, "nodes",
+                        lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     cfg = load_suite("quickstart", [f"resources.gpu_per_run={per_run}",
                                     "resources.cpu_per_run=2"])
     assert ray_executor._trial_resources(cfg) == {"cpu": 2.0, "gpu": expected}
+
+
+def test_a_run_asking_for_more_cpus_than_any_node_has_is_refused(monkeypatch):
+    """Ray would keep such a trial pending forever without a word."""
+    monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: {"CPU": 12, "GPU": 0})
+    monkeypatch.setattr(ray_executor.ray, "nodes", lambda: [
+        {"Alive": True, "Resources": {"CPU": 4.0}}, {"Alive": True, "Resources": {"CPU": 8.0}},
+        {"Alive": False, "Resources": {"CPU": 64.0}}])  # a dead node counts for nothing
+    fits = load_suite("quickstart", ["resources.cpu_per_run=8"])
+    assert ray_executor._trial_resources(fits)["cpu"] == 8.0
+    too_many = load_suite("quickstart", ["resources.cpu_per_run=10"])
+    with pytest.raises(UserError, match=r"resources.cpu_per_run=10 asks for more CPUs than any "
+                                        r"node of the Ray cluster has \(at most 8\)"):
+        ray_executor._trial_resources(too_many)
+
+
+def test_a_suite_asking_for_more_cpus_than_the_local_ray_has_exits_2(tiny, tmp_path, capsys):
+    args = ["run", "suite=quickstart", *tiny, "executor=ray", "ray.num_cpus=2", "seeds=[0]",
+            "method=simclr", "resources.cpu_per_run=3"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "resources.cpu_per_run=3 asks for more CPUs than any node" in err
+    store = tmp_path / "results"
+    assert not list(store.rglob("*.json")) and not list(store.rglob("*.claim"))

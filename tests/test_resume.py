@@ -148,3 +148,23 @@ def test_an_ok_record_is_never_replaced_by_a_failure(tiny, tmp_path, monkeypatch
     assert main(["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]", "--force"]) == 1
     assert "evaluation broke" in capsys.readouterr().out  # the failure is reported ...
     assert json.loads(path.read_text()) == ok  # ... and the finished result kept
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.5])
+def test_ctrl_c_in_the_first_seconds_exits_130_with_one_line(delay, tmp_path):
+    """While the command still imports (torch, the methods) or reads the data, Ctrl-C gives
+    the interrupted line and exit code 130, not a traceback."""
+    import time
+
+    child = subprocess.Popen(
+        [str(Path(sys.executable).parent / "crlbench"), "run", "suite=quickstart",
+         "executor=local", f"results.dir={tmp_path / 'results'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == [
+        "crlbench: interrupted; finished runs are kept and the next identical `crlbench run` "
+        "resumes the others from their last epoch checkpoint"]

@@ -30,6 +30,7 @@ import torch
 from ray import tune
 
 from crlbench.claims import refresh_claim, release_claim, try_claim
+from crlbench.errors import UserError
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
 from crlbench.runner import execute, record_failure
@@ -86,9 +87,18 @@ def _ray_session(cfg: Any):
 
 
 def _trial_resources(cfg: Any) -> dict[str, float]:
+    """What each trial reserves; UserError when no node of the cluster has the CPUs a run asks
+    for (Ray would keep the trial pending forever, saying nothing)."""
+    cpu = float(cfg.resources.cpu_per_run)
+    largest = max((node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes()
+                   if node.get("Alive")), default=0.0)
+    if cpu > largest:
+        raise UserError(f"resources.cpu_per_run={cpu:g} asks for more CPUs than any node of the "
+                        f"Ray cluster has (at most {largest:g}); lower it, or give a local Ray "
+                        "more with ray.num_cpus, or join a larger cluster with ray.address")
     gpus = ray.cluster_resources().get("GPU", 0)
     gpu = min(float(cfg.resources.gpu_per_run), gpus) if gpus > 0 else 0.0
-    return {"cpu": float(cfg.resources.cpu_per_run), "gpu": gpu}
+    return {"cpu": cpu, "gpu": gpu}
 
 
 # Tune pickles its callbacks with the experiment state; the progress view (a console, locks)

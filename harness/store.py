@@ -74,8 +74,30 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
         shutil.rmtree(checkpoint_dir(path), ignore_errors=True)
 
 
+# The types of the fields every reader relies on (tables, plots, reports, executors)
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "status": (str,), "suite": (str,), "method": (str,), "dataset": (str,),
+    "seed": (int,), "metrics": (dict,), "variant": (dict,), "config": (dict,),
+    "history": (list,),
+}
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    for key, types in FIELD_TYPES.items():
+        if key in data and (not isinstance(data[key], types) or isinstance(data[key], bool)):
+            raise ValueError(f"not a crlbench record ({key} is {type(data[key]).__name__}, "
+                             f"not {' or '.join(t.__name__ for t in types)})")
+    bad = [k for k, v in data["metrics"].items()
+           if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
+    if bad:
+        raise ValueError(f"not a crlbench record (metric {bad[0]!r} is not a number)")
+
+
 def read_record(path: Path) -> dict[str, Any]:
-    """Read one record; raise ValueError saying why a file is not a valid record."""
+    """Read one record; raise ValueError saying why a file is not a valid record (a FIFO or
+    a folder named like one is not read: it would block or fail)."""
+    if not path.is_file():
+        raise ValueError("not a regular file" if path.exists() else "cannot read: it is gone")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError) as e:
@@ -89,6 +111,7 @@ def read_record(path: Path) -> dict[str, Any]:
         raise ValueError(f"not a crlbench record (missing {', '.join(missing)})")
     if data["schema"] != SCHEMA_VERSION:
         raise ValueError(f"record schema {data['schema']!r}, this crlbench reads {SCHEMA_VERSION}")
+    _check_types(data)
     return data
 
 
@@ -114,13 +137,16 @@ RESERVED = ("bench",)
 def _record_files(root: Path, top: bool) -> Iterator[Path]:
     """JSON files under root, except hidden ones and those in hidden folders or checkpoints
     (Ray keeps its own experiment folder in <store>/.ray), and at the top of a store
-    (`top`) the RESERVED folders."""
-    for path in sorted(root.rglob("*.json")):
-        parts = path.relative_to(root).parts
-        if top and parts[0] in RESERVED:
-            continue
-        if not any(p.startswith(".") for p in parts) and ".ckpt" not in path.parent.name:
-            yield path
+    (`top`) the RESERVED folders. A folder that vanishes while it is walked (a run's
+    checkpoint folder removed as its record lands) is passed over."""
+    found = []
+    for folder, dirs, files in os.walk(root):  # os.walk ignores folders it cannot list
+        rel = Path(folder).relative_to(root).parts
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".ckpt")
+                   and not (top and not rel and d in RESERVED)]
+        found += [Path(folder) / f for f in files
+                  if f.endswith(".json") and not f.startswith(".")]
+    yield from sorted(found)
 
 
 def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
@@ -128,12 +154,22 @@ def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
     store = Path(store)
     roots = [store / s for s in suites] if suites else [store]
     records, problems = [], []
+    found: dict[tuple[Any, ...], list[tuple[Path, dict[str, Any]]]] = {}
     for root in roots:
         if not root.is_dir():
             continue
         for path in _record_files(root, top=not suites):
             try:
-                records.append(read_record(path))
+                record = read_record(path)
             except ValueError as e:
                 problems.append(f"{path}: {e}")
+                continue
+            key = tuple(record[k] for k in ("suite", "method", "dataset", "run_id"))
+            found.setdefault(key, []).append((path, record))
+    for key, copies in found.items():
+        # a copied record ("abc (1).json") is counted once: the file named by its run_id wins
+        copies.sort(key=lambda item: item[0].stem != key[3])
+        records.append(copies[0][1])
+        problems += [f"{path}: a copy of {copies[0][0]} (run {key[3]}), counted once"
+                     for path, _ in copies[1:]]
     return StoreScan(records, problems)

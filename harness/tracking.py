@@ -109,9 +109,13 @@ class MlflowLogger:
         self.mlflow = mlflow
         mlflow.set_experiment(f"crlbench-{spec.suite}")
         self.run = mlflow.start_run(run_name=spec.label)
-        mlflow.log_params(_flat(spec.config))
-        mlflow.set_tags({"run_id": spec.run_id, "method": spec.method,
-                         "dataset": spec.dataset})
+        try:
+            mlflow.log_params(_flat(spec.config))
+            mlflow.set_tags({"run_id": spec.run_id, "method": spec.method,
+                             "dataset": spec.dataset})
+        except BaseException:  # end it, or every later run's start_run finds one active
+            mlflow.end_run(status="FAILED")
+            raise
 
     def log(self, epoch: int, values: dict[str, float]) -> None:
         self.mlflow.log_metrics({k.replace("/", "."): v for k, v in _numbers(values).items()},

@@ -166,3 +166,20 @@ def test_no_logger_writes_nothing_beside_the_record(tiny, tmp_path):
     store = tmp_path / "results"
     assert not list(store.rglob("*.tb")) and "tracking_errors" not in scan(store).records[0]
     assert Path(store).is_dir()
+
+
+def test_an_mlflow_run_that_fails_to_start_is_ended(tiny, tmp_path, monkeypatch):
+    calls: list[tuple] = []
+
+    def refuse(params):
+        raise OSError("tracking server refused the params")
+
+    _module(monkeypatch, "mlflow", set_experiment=lambda name: None,
+            start_run=lambda run_name: calls.append(("start", run_name)),
+            log_params=refuse, set_tags=lambda t: None,
+            log_metrics=lambda m, step=None: calls.append(("metrics", step)),
+            end_run=lambda status: calls.append(("end", status)))
+    assert main(["run", *tiny, *ARGS, "results.loggers=[mlflow]"]) == 0
+    assert calls == [("start", "simclr/digits seed=0"), ("end", "FAILED")]
+    (record,) = scan(tmp_path / "results").records
+    assert record["tracking_errors"] == ["mlflow: OSError: tracking server refused the params"]

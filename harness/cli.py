@@ -129,8 +129,9 @@ def _evaluable(specs: list, store: Path, suite: str) -> list:
     method with nothing to train); a note for each of the others, and UserError when none."""
     from crlbench.evaluations import find_kept
 
-    ready = [s for s in specs if not s.plugin.obj.trainable or find_kept(s, store)]
-    missing = [s for s in specs if s not in ready]
+    scorable = {s.run_id for s in specs if not s.plugin.obj.trainable or find_kept(s, store)}
+    ready = [s for s in specs if s.run_id in scorable]
+    missing = [s for s in specs if s.run_id not in scorable]
     for spec in missing:
         _note(f"not evaluated: {spec.label} has no kept weights (trained with "
               "results.keep_weights=false, before weights were kept, or not yet)")

@@ -102,3 +102,32 @@ def test_a_suite_asking_for_more_cpus_than_the_local_ray_has_exits_2(tiny, tmp_p
     assert "resources.cpu_per_run=3 asks for more CPUs than any node" in err
     store = tmp_path / "results"
     assert not list(store.rglob("*.json")) and not list(store.rglob("*.claim"))
+
+
+def test_a_ray_cluster_already_running_here_is_joined_with_a_note(monkeypatch, capsys):
+    """`ray start` on the machine: ray.init then refuses to start a local Ray beside it (Ray's
+    own message below); the suite joins that cluster instead of crashing with a traceback."""
+    calls: list[dict] = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if "num_cpus" in kwargs:
+            raise ValueError("When connecting to an existing cluster, num_cpus and num_gpus "
+                             "must not be provided.")
+
+    monkeypatch.setattr(ray_executor.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_executor.ray, "init", init)
+    monkeypatch.setattr(ray_executor.ray, "shutdown", lambda: calls.append({"shutdown": True}))
+    cfg = load_suite("quickstart", ["ray.num_cpus=2"])
+    with ray_executor._ray_session(cfg):
+        pass
+    assert [c.get("address") for c in calls[:2]] == [None, "auto"]
+    assert calls[-1] == {"shutdown": True}  # the driver disconnects; the cluster stays
+    assert "joining the Ray cluster already running on this machine" in capsys.readouterr().err
+
+    def broken(**kwargs):
+        raise ValueError("object_store_memory is too small")
+
+    monkeypatch.setattr(ray_executor.ray, "init", broken)
+    with pytest.raises(ValueError, match="too small"), ray_executor._ray_session(cfg):
+        pass  # any other refusal is not hidden

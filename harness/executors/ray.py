@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -77,9 +78,19 @@ def _ray_session(cfg: Any):
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(),
-                 num_gpus=torch.cuda.device_count(),
-                 object_store_memory=cfg.ray.object_store_mb * 1024 * 1024, **common)
+        try:
+            ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(),
+                     num_gpus=torch.cuda.device_count(),
+                     object_store_memory=cfg.ray.object_store_mb * 1024 * 1024, **common)
+        except ValueError as e:
+            if "existing cluster" not in str(e):
+                raise
+            # `ray start` left a cluster running on this machine, and ray.init finds it: a
+            # new local Ray cannot start beside it, so the suite joins it, and says so
+            print("crlbench: note: joining the Ray cluster already running on this machine "
+                  "(as ray.address=auto would; ray.num_cpus and ray.object_store_mb do not "
+                  "apply to it; `ray stop` ends it)", file=sys.stderr)
+            ray.init(address="auto", **common)
     try:
         yield
     finally:

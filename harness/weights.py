@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import Tensor, nn
 
 SUFFIX = ".safetensors"
@@ -33,18 +33,22 @@ def _is_kept(key: str, prefixes: tuple[str, ...]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
-def kept_tensors(method: nn.Module) -> dict[str, Tensor]:
-    """The state-dict entries of `method` that its `kept_state` names, as contiguous CPU
-    copies; ValueError for a name that matches no entry."""
+def _kept_keys(method: nn.Module, state: dict[str, Tensor]) -> list[str]:
+    """The keys of `state` (the method's state dict) that its `kept_state` names; ValueError
+    for a name that matches no entry."""
     prefixes = tuple(method.kept_state)  # type: ignore[attr-defined]
-    state = method.state_dict()
-    kept = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()
-            if _is_kept(k, prefixes)}
     unmatched = [p for p in prefixes if not any(_is_kept(k, (p,)) for k in state)]
     if unmatched:
         raise ValueError(f"kept_state names {', '.join(unmatched)}, which the method's state "
                          f"dict does not hold")
-    return kept
+    return [k for k in state if _is_kept(k, prefixes)]
+
+
+def kept_tensors(method: nn.Module) -> dict[str, Tensor]:
+    """The state-dict entries of `method` that its `kept_state` names, as contiguous CPU
+    copies; ValueError for a name that matches no entry."""
+    state = method.state_dict()
+    return {k: state[k].detach().cpu().contiguous().clone() for k in _kept_keys(method, state)}
 
 
 def sha256_of(path: Path) -> str:
@@ -81,12 +85,14 @@ class WeightsError(ValueError):
 
 def load_weights(method: nn.Module, path: Path, sha256: str) -> None:
     """Load kept weights into a freshly built `method`: the file must have the hash its record
-    gives, and hold every entry of the method's `kept_state` and nothing else."""
-    if sha256_of(path) != sha256:
+    gives, and hold every entry of the method's `kept_state` and nothing else. The file is read
+    once: the bytes hashed are the bytes loaded."""
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
         raise WeightsError(f"{path} does not have the SHA-256 its record gives; it changed "
                            "after the run wrote it")
-    tensors = load_file(path, device="cpu")
-    expected = set(kept_tensors(method))
+    tensors = load(data)
+    expected = set(_kept_keys(method, method.state_dict()))
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         raise WeightsError(f"{path} does not fit {type(method).__name__}: missing "

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from crlbench.store import store_writes
+
 CLAIM_TTL = 3600.0
 
 
@@ -50,11 +52,11 @@ def _claim_is_stale(path: Path) -> bool:
         # a live pid is the claimant only if it started when the claimant did: a restarted
         # container reuses the pids of the dead one (crlbench is often pid 1 in each)
         start = owner.get("start")
-        return start is not None and _process_start(pid) not in (None, start)
+        return start is not None and process_start(pid) not in (None, start)
     return age > CLAIM_TTL
 
 
-def _process_start(pid: int) -> int | None:
+def process_start(pid: int) -> int | None:
     """When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat);
     None without /proc or without that process."""
     try:
@@ -75,7 +77,7 @@ def _boot_id() -> str | None:
 
 @functools.cache  # a process's start never changes; keyed by pid, so a forked child has its own
 def _own_start(pid: int) -> int | None:
-    return _process_start(pid)
+    return process_start(pid)
 
 
 def _owner() -> dict[str, Any]:
@@ -94,16 +96,37 @@ def _is_own(path: Path) -> bool:
     return isinstance(owner, dict) and all(owner.get(k) == v for k, v in _owner().items())
 
 
+LOCK_NAME = ".claims.lock"
+
+
 @contextlib.contextmanager
-def _takeover_lock(record: Path) -> Iterator[None]:
+def takeover_lock(record: Path) -> Iterator[None]:
     """Serialises the taking over of stale claims in one folder: without it, two processes
-    that both judged one claim stale could each delete what the other then created."""
-    with open(record.parent / ".claims.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    that both judged one claim stale could each delete what the other then created. The lock
+    file is removed by its holder before it unlocks, so none is left behind; a process that
+    was waiting on a removed file's lock sees that and locks the new file instead."""
+    path = record.parent / LOCK_NAME
+    while True:
+        with open(path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not _names(lock, path):  # its holder removed it while we waited
+                    continue
+                try:
+                    yield
+                finally:
+                    path.unlink(missing_ok=True)
+                return
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _names(f, path: Path) -> bool:
+    """Whether `path` still names the open file `f`."""
+    try:
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -119,23 +142,30 @@ def _pid_alive(pid: int) -> bool:
 
 
 def try_claim(record: Path) -> bool:
-    """Claim the run of `record` for this process; False when another live process has it."""
+    """Claim the run of `record` for this process; False when another live process has it.
+    A claim that cannot be written (a full disk, a read-only store) raises StoreWriteError
+    and leaves no empty claim behind (one would make the next process wait on nobody)."""
     path = claim_path(record)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _is_own(path):
-                return True  # a process never waits on its own claim
-            with _takeover_lock(record):  # judged and removed as one step
-                if not _claim_is_stale(path):
-                    return False
+    with store_writes(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if _is_own(path):
+                    return True  # a process never waits on its own claim
+                with takeover_lock(record):  # judged and removed as one step
+                    if not _claim_is_stale(path):
+                        return False
+                    path.unlink(missing_ok=True)
+                continue
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump({**_owner(), "time": time.time()}, f)
+            except BaseException:
                 path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump({**_owner(), "time": time.time()}, f)
-        return True
+                raise
+            return True
     return False
 
 

@@ -9,7 +9,8 @@
     crlbench methods [--check] | datasets | evaluators
     crlbench suites
 
-Errors a user can cause print one line and exit with code 2; failed runs exit with code 1.
+Errors a user can cause print one line and exit with code 2; failed runs exit with code 1, and
+so does a store that cannot be written mid-suite (a full disk), with one line.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crlbench.errors import UserError
+from crlbench.errors import StoreWriteError, UserError
 from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS
 
 INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
                "`crlbench run` resumes the others from their last epoch checkpoint")
+STORE_STOPPED = ("the suite stopped; finished runs are kept, and the same command resumes the "
+                 "others from their last checkpoint once the store can be written")
 TABLE_KEYS = ("suite", "dataset", "metric", "method", "results.dir")
 PLOT_KEYS = ("suite", "dataset", "metric", "results.dir")
 REPORT_KEYS = ("suite", "results.dir")
@@ -175,12 +178,13 @@ def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) 
         specs = [s for s in specs if s.run_id in kept]
     if not args.dry_run:
         # reads the datasets of the runs still to do: bad files stop here, before any record
-        preflight(todo, cache)
+        preflight(todo, cache, store)
         if cfg.executor == "ray":
             cache.clear()  # the trials read their own; the driver need not hold it
     if args.dry_run:
         _print_plan(console, cfg, specs, store)
         return 0
+    _clean_leftovers(store, specs)
     progress = make_progress(console)
     weights = "require" if evaluate_only else "retrain" if args.force else "reuse"
     summary = executor.run(specs, store, progress, force=args.force, weights=weights)
@@ -197,6 +201,23 @@ def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) 
     if summary.interrupted:
         print(INTERRUPTED, file=sys.stderr)
     return summary.exit_code
+
+
+def _clean_leftovers(store: Path, specs: list) -> None:
+    """Remove what killed processes left in the suite's folders, with a note; a store that
+    cannot be written (a finished suite on a read-only disk) keeps them, with a note."""
+    from crlbench.executors.base import spec_path
+    from crlbench.leftovers import clean
+
+    try:
+        removed = clean(store, {spec_path(store, s).parent for s in specs})
+    except StoreWriteError as e:
+        _note(f"note: leftovers of killed runs stay in the store ({e})")
+        return
+    if removed:
+        more = f"; and {len(removed) - 3} more" if len(removed) > 3 else ""
+        _note(f"note: removed {len(removed)} things that killed runs left: "
+              f"{'; '.join(removed[:3])}{more}")
 
 
 def _print_plan(console: Console, cfg, specs, store: Path) -> None:
@@ -477,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"crlbench: error: {e}", file=sys.stderr)
         return 2
+    except StoreWriteError as e:
+        print(f"crlbench: error: {e}; {STORE_STOPPED}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         return 130

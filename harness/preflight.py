@@ -1,6 +1,8 @@
 """Checks before a suite runs anything: every mistake a user can make stops here, as one line
 with exit code 2, before a record or checkpoint is written.
 
+- the results store can be written (not read-only, not full, not under a file), tried with a
+  temporary file in its deepest existing folder, which nothing is left behind by;
 - every dataset is read in full (missing, truncated or corrupt files are found now, not in the
   middle of the suite), and its training split measured: a batch larger than a (possibly
   long-tailed) training split is refused, and so is an image size the backbone cannot take;
@@ -14,11 +16,15 @@ expands): a plugin's training code runs only inside runs, where whatever it does
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from pathlib import Path
 
 import torch
 
 from crlbench.backbones import check_image_size
 from crlbench.data import DatasetCache, long_tail_counts
+from crlbench.errors import UserError
 from crlbench.suite import RunSpec
 from crlbench.validate import check_batch_fits, check_long_tail_source
 
@@ -57,6 +63,32 @@ def check_data(specs: list[RunSpec], cache: DatasetCache | None = None) -> None:
                              name, rho)
 
 
-def preflight(specs: list[RunSpec], cache: DatasetCache | None = None) -> None:
-    """Every check above on the runs still to do."""
+def check_store(store: Path) -> None:
+    """UserError unless files can be created in the store: a read-only or full file system, a
+    folder without permission, a path through a regular file. Tried where the store's first
+    write would go (its deepest existing folder), so no folder is made."""
+    folder = Path(store).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    hint = "; give a writable folder with results.dir=PATH"
+    if not folder.is_dir():
+        raise UserError(f"results store {store} cannot be made: {folder} is not a folder{hint}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".crlbench-write-test.")
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"results store {store} cannot be written ({folder}: "
+                        f"{e.strerror or e}){hint}") from None
+
+
+def preflight(specs: list[RunSpec], cache: DatasetCache | None = None,
+              store: Path | None = None) -> None:
+    """Every check above on the runs still to do (the store's only when there are any)."""
+    if specs and store is not None:
+        check_store(store)
     check_data(specs, cache)

@@ -34,7 +34,7 @@ from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
 from crlbench.data import DatasetCache, ImageData, long_tail_indices
 from crlbench.environment import environment
-from crlbench.errors import NonFiniteLoss
+from crlbench.errors import NonFiniteLoss, StoreWriteError
 from crlbench.evaluate import Embeddings, cluster_split, evaluate, evaluator_needs
 from crlbench.evaluate.conventions import conventions, trained_on
 from crlbench.evaluate.evaluators import sample_rows
@@ -266,8 +266,8 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
              cache or DatasetCache(), kept)
         record["status"] = "ok"
         record["error"] = None
-    except KeyboardInterrupt:
-        raise
+    except (KeyboardInterrupt, StoreWriteError):
+        raise  # the suite stops: a store that cannot be written cannot take the others either
     except Exception as e:  # any failure of one run is recorded; the suite goes on
         record["status"] = "failed"
         record["error"] = _error(e)

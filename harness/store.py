@@ -8,14 +8,17 @@ sees half a record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from crlbench.errors import StoreWriteError
 
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = ("schema", "run_id", "status", "suite", "method", "dataset", "seed", "metrics")
@@ -35,22 +38,66 @@ def checkpoint_dir(record: Path) -> Path:
     return record.with_suffix(".ckpt")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that `path` holds either its old content or all of the new, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def store_writes(path: Path) -> Iterator[None]:
+    """Writes to the store inside this block that fail for want of space or permission raise
+    StoreWriteError naming `path` (the suite stops with one line) instead of an OSError's
+    traceback in the middle of a suite."""
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from the group
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        yield
+    except OSError as e:
+        raise StoreWriteError(path, e) from e
+
+
+class _WatchedFile:
+    """A file whose failed writes are remembered: torch.save reports a full disk as a
+    RuntimeError of its zip writer, which the OSError it met is recovered from."""
+
+    def __init__(self, f: BinaryIO):
+        self._f, self.error = f, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write a file with `write(f)` so that `path` holds either its old content or all of the
+    new, never part: a hidden temporary file in the same folder, fsynced, renamed over `path`.
+    A failed write (a full disk) leaves no temporary file and raises StoreWriteError."""
+    with store_writes(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide records from the group
+            with os.fdopen(fd, "wb") as f:
+                watched = _WatchedFile(f)
+                try:
+                    write(watched)
+                except Exception:
+                    if watched.error is not None:  # the serialiser's error hides the OSError
+                        raise watched.error from None
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON atomically (`write_atomic`); a value that is not JSON data raises
+    TypeError or ValueError before anything is written."""
+    text = (json.dumps(data, indent=1, sort_keys=True, allow_nan=True) + "\n").encode()
+    write_atomic(path, lambda f: f.write(text))
 
 
 def _umask() -> int:

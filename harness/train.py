@@ -24,6 +24,7 @@ from crlbench.errors import NonFiniteLoss
 from crlbench.optim import build_optimizer, default_param_groups, warmup_cosine
 from crlbench.protocol import Batch, EpochLoader, Method
 from crlbench.seeding import derive_seed
+from crlbench.store import write_atomic
 
 CHECKPOINT_NAME = "last.pt"
 GPU_CHECK_INTERVAL = 50  # steps between host-side finiteness checks on a GPU
@@ -70,10 +71,9 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """Atomically, through Python's file I/O: a full disk raises StoreWriteError (torch.save
+    to a path would raise a RuntimeError of its zip writer) and leaves no partial file."""
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 class CheckpointError(RuntimeError):

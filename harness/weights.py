@@ -13,13 +13,13 @@ SHA-256, and a file is used only when its hash equals the one a record of that t
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load, save_file
+from safetensors.torch import load, save
 from torch import Tensor, nn
+
+from crlbench.store import write_atomic
 
 SUFFIX = ".safetensors"
 
@@ -61,21 +61,15 @@ def sha256_of(path: Path) -> str:
 
 def save_weights(method: nn.Module, path: Path, metadata: dict[str, str]) -> dict[str, Any]:
     """Write the kept tensors of `method` to `path` atomically (a temporary file in the same
-    folder, then a rename); what the record says of them. The hash is of the file this call
-    wrote, taken before the rename: another process that writes the same training's file
-    later (an eval sweep's variants under Ray) cannot make this record vouch for its bytes."""
+    folder, then a rename); what the record says of them. The hash is of the bytes this call
+    wrote: another process that writes the same training's file later (an eval sweep's
+    variants under Ray) cannot make this record vouch for its bytes. A full disk raises
+    StoreWriteError and leaves no file."""
     tensors = kept_tensors(method)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        digest, size = sha256_of(Path(tmp)), Path(tmp).stat().st_size
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return {"file": path.name, "sha256": digest, "bytes": size, "tensors": len(tensors),
+    data = save(tensors, metadata=metadata)  # serialised here, written by Python's I/O
+    write_atomic(path, lambda f: f.write(data))
+    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "tensors": len(tensors),
             "kept_state": list(method.kept_state)}  # type: ignore[attr-defined]
 
 

@@ -37,9 +37,9 @@ def test_claims_keep_two_processes_off_one_spec_and_stale_claims_are_taken_over(
 
 
 def _claim_of(pid: int, **fields) -> str:
-    from crlbench.claims import _boot_id, _process_start
+    from crlbench.claims import _boot_id, process_start
 
-    return json.dumps({"host": socket.gethostname(), "pid": pid, "start": _process_start(pid),
+    return json.dumps({"host": socket.gethostname(), "pid": pid, "start": process_start(pid),
                        "boot": _boot_id(), "time": time.time(), **fields})
 
 
@@ -70,14 +70,14 @@ def test_a_claim_whose_pid_was_reused_is_stale_and_a_process_never_waits_on_its_
         tmp_path):
     """A restarted container gives the new crlbench the dead one's pid: the claim's start
     time tells them apart. Before, the rerun waited for itself forever."""
-    from crlbench.claims import _process_start, is_claimed
+    from crlbench.claims import is_claimed, process_start
 
     record = record_path(tmp_path, "s", "m", "d", "abc")
     record.parent.mkdir(parents=True)
     claim = record.with_suffix(".claim")
-    claim.write_text(_claim_of(os.getpid(), start=_process_start(os.getpid()) - 1))
+    claim.write_text(_claim_of(os.getpid(), start=process_start(os.getpid()) - 1))
     assert not is_claimed(record) and try_claim(record)  # taken over at once
-    assert json.loads(claim.read_text())["start"] == _process_start(os.getpid())
+    assert json.loads(claim.read_text())["start"] == process_start(os.getpid())
     assert try_claim(record) and not is_claimed(record)  # its own claim: no wait
     claim.write_text(_claim_of(os.getpid(), boot="another-boot"))
     assert try_claim(record)  # written before a reboot
@@ -153,7 +153,7 @@ def test_ray_releases_its_claims_when_ray_cannot_start(tmp_path, monkeypatch):
     from crlbench.executors.progress import make_progress
 
     @contextmanager
-    def broken(cfg):
+    def broken(cfg, scratch):
         raise RuntimeError("no Ray today")
         yield
 
@@ -163,6 +163,7 @@ def test_ray_releases_its_claims_when_ray_cannot_start(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="no Ray today"):
         ray_executor.RayExecutor(cfg).run(expand(cfg), store, make_progress(Console()))
     assert not list(store.rglob("*.claim"))
+    assert not (store / ".ray").exists()  # nor the driver's scratch folder and its claim
 
 
 def test_runs_claimed_elsewhere_are_waited_for_and_taken_over_when_abandoned(

@@ -104,7 +104,8 @@ def test_a_suite_asking_for_more_cpus_than_the_local_ray_has_exits_2(tiny, tmp_p
     assert not list(store.rglob("*.json")) and not list(store.rglob("*.claim"))
 
 
-def test_a_ray_cluster_already_running_here_is_joined_with_a_note(monkeypatch, capsys):
+def test_a_ray_cluster_already_running_here_is_joined_with_a_note(monkeypatch, capsys,
+                                                                   tmp_path):
     """`ray start` on the machine: ray.init then refuses to start a local Ray beside it (Ray's
     own message below); the suite joins that cluster instead of crashing with a traceback."""
     calls: list[dict] = []
@@ -119,7 +120,7 @@ def test_a_ray_cluster_already_running_here_is_joined_with_a_note(monkeypatch, c
     monkeypatch.setattr(ray_executor.ray, "init", init)
     monkeypatch.setattr(ray_executor.ray, "shutdown", lambda: calls.append({"shutdown": True}))
     cfg = load_suite("quickstart", ["ray.num_cpus=2"])
-    with ray_executor._ray_session(cfg):
+    with ray_executor._ray_session(cfg, tmp_path):
         pass
     assert [c.get("address") for c in calls[:2]] == [None, "auto"]
     assert calls[-1] == {"shutdown": True}  # the driver disconnects; the cluster stays
@@ -129,5 +130,28 @@ def test_a_ray_cluster_already_running_here_is_joined_with_a_note(monkeypatch, c
         raise ValueError("object_store_memory is too small")
 
     monkeypatch.setattr(ray_executor.ray, "init", broken)
-    with pytest.raises(ValueError, match="too small"), ray_executor._ray_session(cfg):
+    with pytest.raises(ValueError, match="too small"), ray_executor._ray_session(cfg, tmp_path):
         pass  # any other refusal is not hidden
+
+
+def test_a_ray_address_nothing_answers_at_exits_2_at_once(tiny, tmp_path, capsys, monkeypatch):
+    """Before, Ray retried `Failed to connect to GCS` for ever (still running at 200 s)."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    args = ["run", "suite=quickstart", *tiny, "method=raw", "seeds=[0]", "executor=ray"]
+    start = time.monotonic()
+    assert main([*args, f"ray.address=127.0.0.1:{port}"]) == 2
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err.strip()
+    assert err == (f"crlbench: error: ray.address=127.0.0.1:{port}: nothing answers at "
+                   f"127.0.0.1:{port} (Connection refused); start the cluster's head there "
+                   "(ray start --head), or leave ray.address empty for a local Ray")
+    assert not list((tmp_path / "results").rglob("*.claim"))
+    assert not list((tmp_path / "results").rglob("*.json"))
+    monkeypatch.setenv("RAY_ADDRESS", "no-port-here")
+    assert main(args) == 2
+    assert "RAY_ADDRESS=no-port-here is not host:port" in capsys.readouterr().err

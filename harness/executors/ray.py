@@ -7,8 +7,12 @@ machine or of a Ray cluster.
 - GPUs are detected, never assumed: without any, trials ask for none and run on the CPU (a
   trial waiting for a GPU that does not exist would wait forever).
 - Every trial writes its own record into the results store (`crlbench.runner.execute`); the
-  records are the truth. Ray's experiment folder is scratch space under `<store>/.ray` and is
-  removed afterwards. Finished specs are skipped before any trial is created.
+  records are the truth. Ray's experiment folder is this driver's scratch space,
+  `<store>/.ray/<host>-<pid>/`, claimed like a run and removed afterwards (or, after a killed
+  driver, by the next `crlbench run`: `crlbench.leftovers`, which also stops the processes
+  of the local Ray it started). Finished specs are skipped before any trial is created.
+- `ray.address` (or RAY_ADDRESS) that nothing answers at stops with one line within
+  CONNECT_TIMEOUT_S instead of Ray's endless retries.
 - A run that raises is recorded as failed by the trial itself. A trial whose process dies (out
   of memory, killed) gets a failed record written here from Ray's error; Ray may first retry it
   `ray.max_failures` times, and a retry resumes from the run's last epoch checkpoint.
@@ -16,10 +20,12 @@ machine or of a Ray cluster.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -30,15 +36,16 @@ import ray
 import torch
 from ray import tune
 
-from crlbench.claims import refresh_claim, release_claim, try_claim
-from crlbench.errors import UserError
+from crlbench.claims import process_start, refresh_claim, release_claim, try_claim
+from crlbench.errors import StoreWriteError, UserError
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
+from crlbench.leftovers import PROCESSES, SCRATCH, descendants, record_processes, stop_processes
 from crlbench.runner import execute, record_failure
 from crlbench.store import is_done, read_record
 from crlbench.suite import RunSpec
 
-SCRATCH = ".ray"  # Ray Tune's own experiment folder, inside the store
+CONNECT_TIMEOUT_S = 10.0
 CLAIM_REFRESH_S = 60.0
 # Keep Tune's console table and its TensorBoard/CSV/JSON result loggers out: crlbench shows its
 # own progress and writes its own records.
@@ -61,27 +68,55 @@ def _trial(config: dict[str, Any]) -> None:
     def on_epoch(epoch: int, epochs: int, terms: dict[str, float]) -> None:
         tune.report({"epoch": epoch, "epochs": epochs, **terms})
 
-    record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
-                     weights=config["weights"])
+    try:
+        record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
+                         weights=config["weights"])
+    except StoreWriteError as e:  # the driver stops the suite (_StoreStop); no record
+        tune.report({STORE_ERROR: [str(e.path), e.error.errno, e.error.strerror]})
+        return
     tune.report({"done": 1, "ok": int(record["status"] == "ok")})
 
 
+STORE_ERROR = "crlbench_store_error"
+
+
+class _StoreStop(tune.Stopper):
+    """Stops every trial once one reports that the store cannot be written (a full disk), as
+    the local executor stops the suite: the runs after it could not write either."""
+
+    def __init__(self) -> None:
+        self.error: StoreWriteError | None = None
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if STORE_ERROR in result and self.error is None:
+            path, errno, strerror = result[STORE_ERROR]
+            self.error = StoreWriteError(path, OSError(errno, strerror))
+        return STORE_ERROR in result
+
+    def stop_all(self) -> bool:
+        return self.error is not None
+
+
 @contextmanager
-def _ray_session(cfg: Any):
-    """Ray for the suite: the one initialised already, a cluster to join, or a local one."""
+def _ray_session(cfg: Any, scratch: Path):
+    """Ray for the suite: the one initialised already, a cluster to join, or a local one (whose
+    processes are listed in `scratch`, so that they can be stopped if this driver is killed)."""
     if ray.is_initialized():
         yield
         return
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
     common = {"include_dashboard": False, "log_to_driver": False,
               "logging_level": logging.ERROR, "configure_logging": True}
+    own = False
     if address:
+        _check_reachable(address, "ray.address" if cfg.ray.address else "RAY_ADDRESS")
         ray.init(address=address, **common)
     else:
         try:
             ray.init(num_cpus=cfg.ray.num_cpus or os.cpu_count(),
                      num_gpus=torch.cuda.device_count(),
                      object_store_memory=cfg.ray.object_store_mb * 1024 * 1024, **common)
+            own = True
         except ValueError as e:
             if "existing cluster" not in str(e):
                 raise
@@ -91,10 +126,39 @@ def _ray_session(cfg: Any):
                   "(as ray.address=auto would; ray.num_cpus and ray.object_store_mb do not "
                   "apply to it; `ray stop` ends it)", file=sys.stderr)
             ray.init(address="auto", **common)
+    # Tune saves its experiment state for its own resume, which crlbench never uses (runs
+    # resume from their checkpoints): a failure to save it (a full disk) is not the user's news
+    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+    if own:
+        record_processes(scratch / PROCESSES, descendants(os.getpid()))
     try:
         yield
     finally:
         ray.shutdown()
+        if own:  # Ray's agents can outlive a shutdown by a minute
+            stop_processes(scratch / PROCESSES)
+
+
+def _check_reachable(address: str, key: str) -> None:
+    """UserError when nothing answers at a cluster's address (Ray itself retries for ever)."""
+    if address in ("auto", "local"):
+        return  # Ray looks up the cluster on this machine, and says so when there is none
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"{key}={address} is not host:port (or ray://host:port, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"{key}={address}: nothing answers at {host}:{port} "
+                        f"({e.strerror or e or 'timed out'}); start the cluster's head there "
+                        "(ray start --head), or leave ray.address empty for a local Ray") from None
+
+
+def _scratch(store: Path) -> Path:
+    """This driver's scratch folder: named by host, pid and start, so that drivers on one store
+    never share one."""
+    return store / SCRATCH / f"{socket.gethostname()}-{os.getpid()}-{process_start(os.getpid())}"
 
 
 def _trial_resources(cfg: Any) -> dict[str, float]:
@@ -132,6 +196,7 @@ class _Forward(tune.Callback):
             _, specs, store = _LIVE[self.key]
             for spec in specs.values():
                 refresh_claim(spec_path(store, spec))
+            refresh_claim(_scratch(store).with_suffix(".json"))
 
     def _context(self, trial) -> tuple[Progress, RunSpec, Path]:
         progress, specs, store = _LIVE[self.key]
@@ -150,7 +215,9 @@ class _Forward(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         progress, spec, store = self._context(trial)
-        progress.run_finished(spec, read_record(spec_path(store, spec)))
+        path = spec_path(store, spec)
+        if path.is_file():  # none when the trial stopped for a store it cannot write
+            progress.run_finished(spec, read_record(path))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         progress, spec, store = self._context(trial)
@@ -203,13 +270,18 @@ class RayExecutor:
 
     def _fit(self, todo: list[RunSpec], store: Path, progress: Progress,
              weights: str) -> None:
-        """The grid of `todo` as one Ray Tune experiment, its scratch folder removed after."""
-        scratch = store / SCRATCH
+        """The grid of `todo` as one Ray Tune experiment in this driver's scratch folder,
+        which is claimed for as long as the driver runs and removed after."""
+        scratch = _scratch(store)
+        owner = scratch.with_suffix(".json")  # its claim says that this driver is alive
+        try_claim(owner)
+        scratch.mkdir(parents=True, exist_ok=True)
         key = id(progress)
         _LIVE[key] = (progress, {s.run_id: s for s in todo}, store)
         try:
-            with _ray_session(self.cfg):
+            with _ray_session(self.cfg, scratch):
                 trainable = tune.with_resources(_trial, _trial_resources(self.cfg))
+                stop = _StoreStop()
                 tuner = tune.Tuner(
                     trainable,
                     param_space={
@@ -221,15 +293,20 @@ class RayExecutor:
                     },
                     tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                     run_config=tune.RunConfig(
-                        name=todo[0].suite, storage_path=str(scratch), verbose=0,
+                        name=todo[0].suite, storage_path=str(scratch), verbose=0, stop=stop,
                         failure_config=tune.FailureConfig(max_failures=self.cfg.ray.max_failures),
                         callbacks=[_Forward(key)],
                     ),
                 )
                 tuner.fit()
+                if stop.error is not None:
+                    raise stop.error
         finally:
             _LIVE.pop(key, None)
             shutil.rmtree(scratch, ignore_errors=True)
+            release_claim(owner)
+            with contextlib.suppress(OSError):  # another driver may still use it
+                scratch.parent.rmdir()
 
 
 def _summarise(todo: list[RunSpec], skipped: list[RunSpec], store: Path) -> RunSummary:

@@ -95,7 +95,7 @@ def _clean_scratch(root: Path) -> list[str]:
     """The scratch folders of Ray drivers that are gone, and their local Rays' processes."""
     removed = []
     for folder in [p for p in root.iterdir() if p.is_dir()]:
-        owner = folder.with_suffix(".json")  # the driver's claim is claim_path(owner)
+        owner = scratch_owner(folder)
         if is_claimed(owner) or not try_claim(owner):
             continue  # a live driver's
         try:
@@ -108,6 +108,12 @@ def _clean_scratch(root: Path) -> list[str]:
     if not any(root.iterdir()):
         root.rmdir()
     return removed
+
+
+def scratch_owner(folder: Path) -> Path:
+    """The path whose claim (`claim_path`) says that the driver of a scratch folder is alive:
+    named after the folder whole (a host name may hold dots)."""
+    return folder.parent / f"{folder.name}.json"
 
 
 def record_processes(path: Path, pids: list[int]) -> None:

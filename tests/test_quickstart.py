@@ -19,9 +19,8 @@ def test_quickstart_simclr_beats_raw_and_tables_render(tmp_path, capsys):
     metrics = {r["method"]: r["metrics"] for r in scan(store).records}
     assert set(metrics) == {"raw", "simclr"}
     # k-means ACC is left out: one seed's clustering can merge two digits, and whether it does
-    # differs between CPUs (the README's two seeds average 89.9 on one AMD EPYC; seed 0 gave 78.3 on
-    # an AVX2-only one, with
-    # NMI and ARI still above raw's); the README's table averages the seeds
+    # differs between CPUs (the README's two seeds average 89.9 on one AMD EPYC; seed 0 gave
+    # 78.3 on an AVX2-only one, with NMI and ARI still above raw's)
     for name in ("knn5_acc", "knn200_acc", "linear_acc", "kmeans_nmi", "kmeans_ari"):
         assert metrics["simclr"][name] > metrics["raw"][name], name
 

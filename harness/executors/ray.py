@@ -40,7 +40,14 @@ from crlbench.claims import process_start, refresh_claim, release_claim, try_cla
 from crlbench.errors import StoreWriteError, UserError
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
-from crlbench.leftovers import PROCESSES, SCRATCH, descendants, record_processes, stop_processes
+from crlbench.leftovers import (
+    PROCESSES,
+    SCRATCH,
+    descendants,
+    record_processes,
+    scratch_owner,
+    stop_processes,
+)
 from crlbench.runner import execute, record_failure
 from crlbench.store import is_done, read_record
 from crlbench.suite import RunSpec
@@ -196,7 +203,7 @@ class _Forward(tune.Callback):
             _, specs, store = _LIVE[self.key]
             for spec in specs.values():
                 refresh_claim(spec_path(store, spec))
-            refresh_claim(_scratch(store).with_suffix(".json"))
+            refresh_claim(scratch_owner(_scratch(store)))
 
     def _context(self, trial) -> tuple[Progress, RunSpec, Path]:
         progress, specs, store = _LIVE[self.key]
@@ -273,7 +280,7 @@ class RayExecutor:
         """The grid of `todo` as one Ray Tune experiment in this driver's scratch folder,
         which is claimed for as long as the driver runs and removed after."""
         scratch = _scratch(store)
-        owner = scratch.with_suffix(".json")  # its claim says that this driver is alive
+        owner = scratch_owner(scratch)  # its claim says that this driver is alive
         try_claim(owner)
         scratch.mkdir(parents=True, exist_ok=True)
         key = id(progress)

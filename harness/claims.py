@@ -56,15 +56,22 @@ def _claim_is_stale(path: Path) -> bool:
     return age > CLAIM_TTL
 
 
-def process_start(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat);
-    None without /proc or without that process."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from field 3 (the state) on; None without /proc or
+    without that process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may hold spaces and parentheses
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (field 22 of /proc/<pid>/stat);
+    None without /proc or without that process."""
+    fields = proc_stat(pid)
+    return int(fields[19]) if fields else None
 
 
 @functools.cache  # one per boot: read once

@@ -29,12 +29,13 @@ from pathlib import Path
 from crlbench.claims import (
     LOCK_NAME,
     is_claimed,
+    proc_stat,
     process_start,
     release_claim,
     takeover_lock,
     try_claim,
 )
-from crlbench.store import is_done
+from crlbench.store import is_done, store_writes
 
 SCRATCH = ".ray"  # the Ray drivers' scratch folders (Tune's experiment folders), in the store
 TMP_AGE_S = 60.0  # a temporary file being written changes every moment; one this old is dead
@@ -44,13 +45,16 @@ PROCESSES = "processes.json"  # in a Ray driver's scratch folder: the local Ray 
 
 def clean(store: Path, folders: set[Path]) -> list[str]:
     """Remove the leftovers in `folders` (record folders of the store) and the scratch folders
-    of the store's dead Ray drivers; what was removed, one line each."""
+    of the store's dead Ray drivers; what was removed, one line each. StoreWriteError where
+    the store cannot be written (a finished suite on a read-only disk)."""
     removed: list[str] = []
     for folder in sorted(folders):
         if folder.is_dir():
-            removed += _clean_folder(folder)
+            with store_writes(folder):
+                removed += _clean_folder(folder)
     if (store / SCRATCH).is_dir():
-        removed += _clean_scratch(store / SCRATCH)
+        with store_writes(store / SCRATCH):
+            removed += _clean_scratch(store / SCRATCH)
     return removed
 
 
@@ -129,8 +133,8 @@ def stop_processes(path: Path, grace_s: float = STOP_GRACE_S) -> list[int]:
         listed = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    running = [pid for pid, start in listed if start is not None and process_start(pid) == start]
     starts = {pid: start for pid, start in listed}
+    running = [pid for pid, start in starts.items() if start is not None and _runs(pid, start)]
     stopped = [pid for pid in running if _signal(pid, signal.SIGTERM)]
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_runs(p, starts[p]) for p in stopped):
@@ -151,24 +155,17 @@ def _signal(pid: int, sig: int) -> bool:
 
 def _runs(pid: int, start: int) -> bool:
     """Whether process `pid` that started at `start` still runs (a zombie does not)."""
-    if process_start(pid) != start:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = proc_stat(pid)
+    return fields is not None and int(fields[19]) == start and fields[0] != "Z"
 
 
 def descendants(pid: int) -> list[int]:
     """The processes started, directly or not, by process `pid` (from /proc; empty without it)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the command name
-        children.setdefault(parent, []).append(int(entry.name))
+        fields = proc_stat(int(entry.name))
+        if fields is not None:  # field 4 is the parent's pid
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from crlbench.backbones import check_image_size
 from crlbench.data import DatasetCache, long_tail_counts
-from crlbench.errors import UserError
+from crlbench.errors import StoreWriteError, UserError
+from crlbench.store import write_atomic
 from crlbench.suite import RunSpec
 from crlbench.validate import check_batch_fits, check_long_tail_source
 
@@ -73,17 +73,13 @@ def check_store(store: Path) -> None:
     hint = "; give a writable folder with results.dir=PATH"
     if not folder.is_dir():
         raise UserError(f"results store {store} cannot be made: {folder} is not a folder{hint}")
+    probe = folder / f".crlbench-write-test.{os.getpid()}"
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".crlbench-write-test.")
-        try:
-            os.write(fd, b"x")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            os.unlink(tmp)
-    except OSError as e:
+        write_atomic(probe, lambda f: f.write(b"x"))
+        probe.unlink()
+    except StoreWriteError as e:
         raise UserError(f"results store {store} cannot be written ({folder}: "
-                        f"{e.strerror or e}){hint}") from None
+                        f"{e.error.strerror or e.error}){hint}") from None
 
 
 def preflight(specs: list[RunSpec], cache: DatasetCache | None = None,

@@ -2,11 +2,11 @@
 
 The public API for method authors is `Method`, `RunContext`, `Batch` and
 `crlbench.testing.check_method`; everything else is reached through the `crlbench` command.
-The three classes are loaded on first use, so that commands which read records or configs
-(`crlbench table`, `plot`, `report`, `suites`, `--help`) start without importing torch.
+The three classes (and `__version__`) are loaded on first use, so that commands which read
+records or configs (`crlbench table`, `plot`, `report`, `suites`, `--help`) start without
+importing torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from crlbench.lazy import lazy_exports
@@ -14,10 +14,7 @@ from crlbench.lazy import lazy_exports
 if TYPE_CHECKING:
     from crlbench.protocol import Batch, Method, RunContext
 
-try:
-    __version__ = version("crlbench")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["Batch", "Method", "RunContext", "__version__"]
-__getattr__ = lazy_exports(__name__, dict.fromkeys(("Batch", "Method", "RunContext"), "protocol"))
+__getattr__ = lazy_exports(
+    __name__, {**dict.fromkeys(("Batch", "Method", "RunContext"), "protocol"),
+               "__version__": "version"})

@@ -19,13 +19,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from crlbench.errors import StoreWriteError, UserError
 from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS
+
+if TYPE_CHECKING:  # rich loads inside main(), where Ctrl-C during start-up is caught
+    from rich.console import Console
+    from rich.table import Table
 
 INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
                "`crlbench run` resumes the others from their last epoch checkpoint")
@@ -222,6 +223,7 @@ def _clean_leftovers(store: Path, specs: list) -> None:
 
 def _print_plan(console: Console, cfg, specs, store: Path) -> None:
     from omegaconf import OmegaConf
+    from rich.table import Table
 
     from crlbench.config import to_dict
     from crlbench.store import is_done, record_path
@@ -372,6 +374,9 @@ def _plugin_table(reg, summary, title: str, check=None, version=None) -> tuple[T
     """A registry's entries as a table (name, package, version, summary[, protocol]) and the
     count of unusable or, with `check`, broken ones. `check(obj)` returns None or why;
     `version(entry)` is what the version column shows (default: the package's version)."""
+    from rich.table import Table
+    from rich.text import Text
+
     columns = [reg.kind, "package", "version", "summary"] + (["protocol"] if check else [])
     table = Table(*columns, title=title)
     broken = 0
@@ -452,6 +457,7 @@ def cmd_new_method(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_suites(args: argparse.Namespace, console: Console) -> int:
     import yaml
+    from rich.table import Table
 
     from crlbench.loader import shipped_suites
 
@@ -485,6 +491,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _console() -> Console:
     """rich's console; piped or redirected output is not wrapped at rich's 80-column default:
     text is not wrapped at all and tables get $COLUMNS, else 200 columns."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console()
     return Console(width=int(os.environ.get("COLUMNS") or 0) or PIPED_WIDTH, soft_wrap=True)
@@ -492,9 +500,8 @@ def _console() -> Console:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    console = _console()
     try:
-        return COMMANDS[args.command](args, console)
+        return COMMANDS[args.command](args, _console())
     except UserError as e:
         print(f"crlbench: error: {e}", file=sys.stderr)
         return 2

@@ -103,6 +103,17 @@ class Method(nn.Module):
     #: finished run keeps them as its weights (crlbench.weights), and a re-evaluation loads
     #: them into a freshly built method instead of training it again.
     kept_state: ClassVar[tuple[str, ...]] = ("backbone",)
+    #: True when `loss` stays correct with data parallelism (one run on several workers, see
+    #: crlbench.distributed): what a batch-level term reads is gathered over the workers
+    #: (`crlbench.distributed.gather`), and state updated from a batch (a queue, a memory
+    #: bank) is updated from the gathered batch, the same on every worker. `check_method`
+    #: then checks that two workers compute what one process does. A method that leaves it
+    #: False trains on one worker only.
+    data_parallel: ClassVar[bool] = False
+    #: batch norm over the global batch when one run trains on several workers (the
+    #: distributed.sync_bn default): True as one process computes it; False for per-worker
+    #: statistics, where the method's paper normalises per device
+    sync_bn: ClassVar[bool] = True
 
     @dataclass
     class Config:

@@ -83,7 +83,8 @@ def make_context(**fields: Any) -> RunContext:
     return RunContext(**{**defaults, **fields})
 
 
-def _build(cls: type, cfg: Any, ctx: RunContext, width: int) -> Method:
+def build_for_check(cls: type, cfg: Any, ctx: RunContext, width: int) -> Method:
+    """`cls` built as the checks build it: on a seeded TinyConvNet of `width`."""
     torch.manual_seed(0)
     backbone = TinyConvNet(ctx.channels, width)
     try:
@@ -165,7 +166,7 @@ def _check_heads(cls: type, method: Method, feats: Tensor, k: int) -> None:
 def _check_state_roundtrip(cls: type, method: Method, cfg: Any, ctx: RunContext, width: int,
                            x: Tensor) -> None:
     state = copy.deepcopy(method.state_dict())
-    fresh = _build(cls, cfg, ctx, width)
+    fresh = build_for_check(cls, cfg, ctx, width)
     try:
         fresh.load_state_dict(state)
     except RuntimeError as e:
@@ -221,7 +222,7 @@ def _check_kept_state(cls: type, method: Method, cfg: Any, ctx: RunContext, widt
         kept = kept_tensors(trained)
     except ValueError as e:
         raise _fail(cls, f"{e}; kept_state names the state-dict entries evaluation reads") from e
-    fresh = _build(cls, cfg, ctx, width)
+    fresh = build_for_check(cls, cfg, ctx, width)
     fresh.load_state_dict(kept, strict=False)
     for a, b in zip(_eval_outputs(trained, x), _eval_outputs(fresh, x), strict=True):
         if not torch.allclose(a, b):
@@ -230,16 +231,27 @@ def _check_kept_state(cls: type, method: Method, cfg: Any, ctx: RunContext, widt
                              f"re-evaluation from kept weights would score another model")
 
 
-def check_method(cls: type, *, config: dict[str, Any] | None = None, num_clusters: int = 4,
-                 batch_size: int = 8, image_size: int = 16, channels: int = 3,
-                 width: int = 8) -> None:
-    """Check that `cls` follows the method protocol; raise MethodCheckError if not.
+@dataclasses.dataclass
+class CheckInputs:
+    """What the checks build a method from and feed it: its resolved Config, the context, a
+    random batch (images `x`, augmented `views`, sample `indices`) and a training set for
+    `before_epoch` (`loader_images`, uint8)."""
 
-    `config` overrides fields of the method's Config (defaults are used otherwise); for a
-    method with presets, `config={"preset": name}` checks that preset's values. The presets
-    themselves are checked too: they set Config fields only, and the default one equals
-    Config's defaults.
-    """
+    cls: type
+    cfg: Any
+    ctx: RunContext
+    width: int
+    x: Tensor
+    views: list[Tensor]
+    indices: Tensor
+    loader_images: Tensor
+
+
+def check_inputs(cls: type, *, config: dict[str, Any] | None = None, num_clusters: int = 4,
+                 batch_size: int = 8, image_size: int = 16, channels: int = 3,
+                 width: int = 8) -> CheckInputs:
+    """The inputs `check_method` uses for `cls` with these arguments (see there); a method
+    whose Config or presets are malformed raises MethodCheckError."""
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise MethodCheckError(f"{cls!r} must be a class that subclasses crlbench.Method")
     if not isinstance(cls.name, str) or not cls.name:
@@ -259,24 +271,50 @@ def check_method(cls: type, *, config: dict[str, Any] | None = None, num_cluster
     ctx = make_context(feature_dim=4 * width, num_classes=num_clusters,
                        dataset_size=4 * batch_size, image_size=image_size, channels=channels,
                        input_mean=(0.5,) * channels, input_std=(0.25,) * channels)
-    method = _build(cls, cfg, ctx, width)
-
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, channels, image_size, image_size, generator=gen)
-    batch = Batch(indices=torch.randperm(ctx.dataset_size, generator=gen)[:batch_size])
-    loader = EpochLoader(torch.randint(0, 256, (ctx.dataset_size, channels, image_size,
-                                                image_size), dtype=torch.uint8, generator=gen),
-                         lambda u: u.float() / 255, batch_size, ctx.device)
+    indices = torch.randperm(ctx.dataset_size, generator=gen)[:batch_size]
+    loader_images = torch.randint(0, 256, (ctx.dataset_size, channels, image_size, image_size),
+                                  dtype=torch.uint8, generator=gen)
+    views = [torch.randn(batch_size, channels, image_size, image_size, generator=gen)
+             for _ in range(cls.num_views if isinstance(cls.num_views, int) else 0)]
+    return CheckInputs(cls, cfg, ctx, width, x, views, indices, loader_images)
+
+
+def check_method(cls: type, *, config: dict[str, Any] | None = None, num_clusters: int = 4,
+                 batch_size: int = 8, image_size: int = 16, channels: int = 3,
+                 width: int = 8, data_parallel: bool = True) -> None:
+    """Check that `cls` follows the method protocol; raise MethodCheckError if not.
+
+    `config` overrides fields of the method's Config (defaults are used otherwise); for a
+    method with presets, `config={"preset": name}` checks that preset's values. The presets
+    themselves are checked too: they set Config fields only, and the default one equals
+    Config's defaults.
+
+    A method that declares `data_parallel = True` is also trained on two worker processes
+    (gloo, a few seconds; crlbench.parallel_check), which must compute what one process
+    computes; `data_parallel=False` leaves that part out.
+    """
+    inputs = check_inputs(cls, config=config, num_clusters=num_clusters,
+                          batch_size=batch_size, image_size=image_size, channels=channels,
+                          width=width)
+    cfg, ctx, x = inputs.cfg, inputs.ctx, inputs.x
+    method = build_for_check(cls, cfg, ctx, width)
+    batch = Batch(indices=inputs.indices)
+    loader = EpochLoader(inputs.loader_images, lambda u: u.float() / 255, batch_size,
+                         ctx.device)
     feats = _check_features(cls, method, x)
     if cls.trainable:
         if not isinstance(cls.num_views, int) or cls.num_views < 1:
             raise _fail(cls, f"num_views must be a positive int, got {cls.num_views!r}")
-        views = [torch.randn(batch_size, channels, image_size, image_size, generator=gen)
-                 for _ in range(cls.num_views)]
         method.train()
         method.before_epoch(0, loader)
-        _check_loss(cls, method, views, batch)
-        _check_step(cls, method, views, batch)
+        _check_loss(cls, method, inputs.views, batch)
+        _check_step(cls, method, inputs.views, batch)
+        if cls.data_parallel and data_parallel:
+            from crlbench.parallel_check import check_data_parallel  # it builds through here
+
+            check_data_parallel([inputs])
     _check_heads(cls, method, feats, num_clusters)
     _check_state_roundtrip(cls, method, cfg, ctx, width, x)
     _check_kept_state(cls, method, cfg, ctx, width, x)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from crlbench import distributed
 from crlbench.errors import NonFiniteLoss
 from crlbench.optim import build_optimizer, default_param_groups, warmup_cosine
 from crlbench.protocol import Batch, EpochLoader, Method
@@ -46,7 +47,8 @@ class TrainSetup:
     """Everything the trainer needs besides the method."""
 
     images: Tensor  # uint8 [N, C, H, W] training images (on the device when they fit)
-    augment: Callable[[Tensor, int, torch.Generator], list[Tensor]]
+    # (images, views, generator, rows) -> views; rows: see crlbench.augment.Augmenter
+    augment: Callable[[Tensor, int, torch.Generator, tuple[int, int] | None], list[Tensor]]
     prepare: Callable[[Tensor], Tensor]  # uint8 or [0, 1] float -> normalised input
     cfg: Any  # the suite's train section
     seed: int
@@ -129,9 +131,11 @@ class Stepper:
             return [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
 
-    def views(self, images: Tensor, generator: torch.Generator) -> list[Tensor]:
-        """Augmented, normalised views of a uint8 batch already on the device."""
-        augmented = self.setup.augment(images, self.method.num_views, generator)
+    def views(self, images: Tensor, generator: torch.Generator,
+              rows: tuple[int, int] | None = None) -> list[Tensor]:
+        """Augmented, normalised views of a uint8 batch already on the device; `rows`: which
+        rows of a global batch it is (crlbench.augment.Augmenter)."""
+        augmented = self.setup.augment(images, self.method.num_views, generator, rows)
         return self.layout([self.setup.prepare(v) for v in augmented])
 
     def step(self, views: list[Tensor], indices: Tensor, step: int) -> dict[str, Tensor]:
@@ -155,7 +159,9 @@ class Stepper:
         out["loss"].backward()
 
     def update(self, step: int) -> None:
-        """Gradient clipping, the optimiser and schedule step, the method's after_step hook."""
+        """Gradients averaged over workers, gradient clipping, the optimiser and schedule step,
+        the method's after_step hook."""
+        distributed.average_gradients(self.method.parameters())
         if self.setup.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.setup.cfg.grad_clip)
         self.optimizer.step()
@@ -164,8 +170,16 @@ class Stepper:
 
 
 def train(method: Method, setup: TrainSetup) -> TrainResult:
+    """Train `method` for the suite's epochs. In a run on several workers (crlbench.distributed)
+    every worker draws the same order and augmentation parameters and takes its slice of each
+    global batch of cfg.batch_size; worker 0 alone writes checkpoints."""
     cfg, device = setup.cfg, setup.device
     n, batch_size = len(setup.images), cfg.batch_size
+    workers, rank = distributed.world_size(), distributed.rank()
+    if batch_size % workers:
+        raise ValueError(f"batch size {batch_size} does not split over {workers} workers")
+    local = batch_size // workers
+    mine = slice(rank * local, (rank + 1) * local)
     per_epoch = steps_per_epoch(n, batch_size)
     stepper = Stepper(method, setup, per_epoch * cfg.epochs,
                       round(cfg.warmup_epochs * per_epoch))
@@ -194,13 +208,16 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
 
         method.train()
         method.before_epoch(epoch, loader)
+        distributed.broadcast_state(method)  # what the hook set (k-means labels) is worker 0's
         order = torch.randperm(n, generator=order_gen, device=setup.images.device)
         pending: list[tuple[int, dict[str, Tensor]]] = []
         sums: dict[str, Tensor] = {}
         for i in range(per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size]
+            idx = order[i * batch_size:(i + 1) * batch_size][mine]
             x = setup.images[idx].to(device, non_blocking=True)
-            terms = stepper.step(stepper.views(x, aug_gen), idx.to(device), step)
+            rows = (mine.start, batch_size) if workers > 1 else None
+            terms = _mean_over_workers(stepper.step(stepper.views(x, aug_gen, rows),
+                                                    idx.to(device), step))
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v
             pending.append((step, terms))
@@ -212,14 +229,15 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         entry = {k: float(v) / per_epoch for k, v in sums.items()}
         entry["lr"] = stepper.optimizer.param_groups[0]["lr"]
         entry["seconds"] = time.perf_counter() - epoch_start
-        if setup.monitor and setup.monitor_every and (
+        if setup.monitor and setup.monitor_every and distributed.is_main() and (
                 (epoch + 1) % setup.monitor_every == 0 or epoch + 1 == cfg.epochs):
             monitor_start = time.perf_counter()
             entry["eval"] = _untouched_rng(setup.monitor, epoch + 1)
             entry["eval_seconds"] = time.perf_counter() - monitor_start
             method.train()
         result.history.append(entry)
-        if ckpt_path and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
+        if ckpt_path and distributed.is_main() and (
+                (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
             _save_checkpoint(ckpt_path, {
                 "epoch": epoch + 1, "method": method.state_dict(),
                 "optimizer": stepper.optimizer.state_dict(),
@@ -235,6 +253,15 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
     trained = (cfg.epochs - result.resumed_from_epoch) * per_epoch * batch_size
     result.samples_per_s = trained / result.seconds if result.seconds > 0 and trained else None
     return result
+
+
+def _mean_over_workers(terms: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The loss terms averaged over workers (one collective), so that every worker logs and
+    checks the same values; the terms themselves in a single process."""
+    if distributed.world_size() == 1:
+        return terms
+    mean = distributed.mean_over_workers(torch.stack(list(terms.values())))
+    return dict(zip(terms, mean.unbind(), strict=True))
 
 
 def _untouched_rng(fn: Callable[[int], dict[str, float]], epoch: int) -> dict[str, float]:

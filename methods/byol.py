@@ -29,6 +29,8 @@ class BYOL(Method):
 
     name = "byol"
     num_views = 2
+    # each sample's loss reads its own prediction and target alone: nothing to gather
+    data_parallel = True
 
     @dataclass
     class Config:

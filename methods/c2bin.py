@@ -80,6 +80,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import bca_contrast, cluster_mass_entropy, cosine_distance
@@ -120,6 +121,7 @@ class C2BIN(Method):
     kept_state = ("backbone", "heads")  # cluster_logits: the predictors
     num_views = 2
     version = "2"
+    data_parallel = True  # alignment per sample; the assignment columns of the global batch
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         # Table 5: the representation-learning setting of section 4.1.
         "representation": {"lambda_cluster": 2.0, "lambda_entropy": 1.0, "momentum": 0.990,
@@ -180,7 +182,7 @@ class C2BIN(Method):
         align = cosine_distance(prediction, target)  # eq. 1
         bca, entropy = [], []
         for a, b in zip(self.cluster_logits(r1), self.cluster_logits(r2), strict=True):
-            p1, p2 = a.float().softmax(dim=1), b.float().softmax(dim=1)
+            p1, p2 = gather(a.float().softmax(dim=1)), gather(b.float().softmax(dim=1))
             bca.append(bca_contrast(p1, p2, cfg.temperature, cfg.bca_similarity))  # eq. 4
             entropy.append(cluster_mass_entropy(p1))  # H(s) of eq. 5
         bca_sum, entropy_sum = sum(bca), sum(entropy)  # eq. 6

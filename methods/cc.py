@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from crlbench.distributed import gather
 from crlbench.methods.heads import cluster_head, mlp
 from crlbench.methods.losses import cluster_contrast, cluster_mass_entropy, nt_xent
 from crlbench.protocol import Batch, Method
@@ -47,6 +48,7 @@ class CC(Method):
     name = "cc"
     kept_state = ("backbone", "cluster_projector")  # cluster_logits
     num_views = 2
+    data_parallel = True  # instance and cluster contrast, and entropy, of the global batch
 
     @dataclass
     class Config:
@@ -66,10 +68,11 @@ class CC(Method):
                                               batchnorm=cfg.batchnorm)
 
     def heads(self, views: list[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Backbone features, instance embeddings and cluster logits of each view."""
+        """Backbone features, instance embeddings and cluster logits of each view, of the
+        global batch (gathered over the workers of a data-parallel run)."""
         feats = [self.backbone(v) for v in views]
-        return (feats, [self.instance_projector(h) for h in feats],
-                [self.cluster_projector(h) for h in feats])
+        return ([gather(h) for h in feats], [gather(self.instance_projector(h)) for h in feats],
+                [gather(self.cluster_projector(h)) for h in feats])
 
     def cc_terms(self, z: list[Tensor], logits: list[Tensor]) -> dict[str, Tensor]:
         """CC's loss and its terms from the two views' instance embeddings and cluster logits."""

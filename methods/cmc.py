@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.banks import NCENormaliser
 from crlbench.methods.color import rgb_to_lab
 from crlbench.methods.losses import info_nce, nce, spring, triplet_margin
@@ -113,6 +114,7 @@ class CMC(Method):
     num_views = 1
     input_channels = (3,)
     version = "2"
+    data_parallel = True  # both views' embeddings of the global batch
 
     @dataclass
     class Config:
@@ -176,7 +178,7 @@ class CMC(Method):
         return self.embed(images)
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        z_l, z_ab = self.embed(views[0])
+        z_l, z_ab = (gather(z) for z in self.embed(views[0]))
         l_to_ab, ab_to_l = self._directions(z_l, z_ab)
         return {"loss": l_to_ab + ab_to_l, "loss_l_to_ab": l_to_ab.detach(),
                 "loss_ab_to_l": ab_to_l.detach()}

@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.banks import FeatureQueue, queue_length
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
@@ -110,6 +111,7 @@ class CueCo(Method):
     kept_state = ("backbone", "projector", "centroids")  # cluster_logits
     num_views = 2
     version = "2"
+    data_parallel = True  # queries and keys gathered: the same centroid and queue updates
 
     @dataclass
     class Config:
@@ -167,9 +169,9 @@ class CueCo(Method):
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
-        q1, q2 = (self.projector(self.backbone(v)) for v in views)
+        q1, q2 = (gather(self.projector(self.backbone(v))) for v in views)
         with torch.no_grad():
-            k1, k2 = (self.key_encoder(v) for v in views)
+            k1, k2 = (gather(self.key_encoder(v)) for v in views)
         if cfg.symmetric:
             instance = 0.5 * (self._instance(q1, k2) + self._instance(q2, k1))
             queries, keys = torch.cat([q1, q2]), torch.cat([k2, k1])

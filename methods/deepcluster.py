@@ -98,6 +98,8 @@ class DeepCluster(Method):
     name = "deepcluster"
     kept_state = ("backbone", "classifier")  # cluster_logits
     num_views = 1
+    # a per-sample loss; the k-means of before_epoch is worker 0's (the trainer broadcasts it)
+    data_parallel = True
 
     @dataclass
     class Config:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.banks import FeatureQueue, queue_length
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
@@ -48,6 +49,7 @@ class MoCoV2(Method):
     name = "moco_v2"
     num_views = 2
     version = "2"  # 2: the queue is cut to what the training set allows
+    data_parallel = True  # queries and keys gathered: every worker enqueues the same keys
 
     @dataclass
     class Config:
@@ -74,9 +76,9 @@ class MoCoV2(Method):
         return {"queue_length": len(self.queue.keys)}
 
     def _term(self, query_view: Tensor, key_view: Tensor) -> tuple[Tensor, Tensor]:
-        q = self.projector(self.backbone(query_view))
+        q = gather(self.projector(self.backbone(query_view)))
         with torch.no_grad():
-            k = self.momentum_encoder(key_view)
+            k = gather(self.momentum_encoder(key_view))
         return info_nce(q, k, self.cfg.temperature, negatives=self.queue.keys), k
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.ema import EMATarget
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import info_nce
@@ -29,6 +30,7 @@ class MoCoV3(Method):
 
     name = "moco_v3"
     num_views = 2
+    data_parallel = True  # in-batch InfoNCE over the global batch (keys of every worker)
 
     @dataclass
     class Config:
@@ -50,9 +52,9 @@ class MoCoV3(Method):
         return nn.Sequential(self.backbone, self.projector)
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        q1, q2 = (self.predictor(self.projector(self.backbone(v))) for v in views)
+        q1, q2 = (gather(self.predictor(self.projector(self.backbone(v)))) for v in views)
         with torch.no_grad():
-            k1, k2 = (self.momentum_encoder(v) for v in views)
+            k1, k2 = (gather(self.momentum_encoder(v)) for v in views)
         t = self.cfg.temperature
         loss = 2 * t * (info_nce(q1, k2, t) + info_nce(q2, k1, t))
         return {"loss": loss, "momentum": self.momentum_encoder.momentum.clone()}

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.banks import MemoryBank, NCENormaliser
 from crlbench.methods.losses import nce
 from crlbench.protocol import Batch, Method, check_choice, check_positive
@@ -55,6 +56,7 @@ class NPID(Method):
     name = "npid"
     num_views = 1
     version = "2"  # 2: Z estimated once, from the first batch (version 1: every batch)
+    data_parallel = True  # the global batch: the same noise draws and bank rows on every worker
 
     @dataclass
     class Config:
@@ -79,8 +81,8 @@ class NPID(Method):
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
-        idx = batch.indices
-        f = F.normalize(self.projector(self.backbone(views[0])).float(), dim=1)
+        idx = gather(batch.indices)
+        f = gather(F.normalize(self.projector(self.backbone(views[0])).float(), dim=1))
         positive_rows = self.bank.bank[idx]
         noise_rows = self.bank.sample(cfg.num_negatives, len(f))  # [B, m, D]
         with torch.autocast(f.device.type, enabled=False):  # similarities in float32

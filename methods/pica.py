@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.heads import cluster_head
 from crlbench.methods.losses import cluster_mass_entropy
 from crlbench.precision import full_precision
@@ -64,6 +65,7 @@ class PICA(Method):
     name = "pica"
     kept_state = ("backbone", "head")  # cluster_logits
     num_views = 2
+    data_parallel = True  # PUI's columns and the cluster mass over the global batch
 
     @dataclass
     class Config:
@@ -81,7 +83,7 @@ class PICA(Method):
             return self.head(feats.float())
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        p1, p2 = (self.cluster_logits(self.backbone(v)).softmax(dim=1) for v in views)
+        p1, p2 = (gather(self.cluster_logits(self.backbone(v)).softmax(dim=1)) for v in views)
         pui = partition_uncertainty_loss(p1, p2)
         balance = balance_regulariser(p1)
         loss = pui + self.cfg.entropy_weight * balance

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from crlbench.distributed import gather
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import nt_xent
 from crlbench.protocol import Batch, Method
@@ -25,6 +26,7 @@ class SimCLR(Method):
 
     name = "simclr"
     num_views = 2
+    data_parallel = True  # NT-Xent over the global batch: every worker's negatives
 
     @dataclass
     class Config:
@@ -38,5 +40,5 @@ class SimCLR(Method):
         self.projector = mlp(ctx.feature_dim, hidden, cfg.proj_dim)
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
-        z1, z2 = (self.projector(self.backbone(v)) for v in views)
+        z1, z2 = (gather(self.projector(self.backbone(v))) for v in views)
         return {"loss": nt_xent(z1, z2, self.cfg.temperature)}

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from crlbench.distributed import gather
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import swapped_prediction
 from crlbench.methods.sinkhorn import sinkhorn
@@ -48,6 +49,7 @@ class SwAV(Method):
 
     name = "swav"
     num_views = 2
+    data_parallel = True  # Sinkhorn's codes balanced over the global batch
 
     @dataclass
     class Config:
@@ -91,7 +93,7 @@ class SwAV(Method):
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
-        s1, s2 = (self.scores(F.normalize(self.projector(self.backbone(v)).float(), dim=1))
+        s1, s2 = (self.scores(gather(F.normalize(self.projector(self.backbone(v)).float(), dim=1)))
                   for v in views)
         q1, q2 = (sinkhorn(s.detach(), cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
                   for s in (s1, s2))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from crlbench.distributed import gather
 from crlbench.methods.heads import mlp
 from crlbench.methods.losses import vicreg_covariance, vicreg_invariance, vicreg_variance
 from crlbench.protocol import Batch, Method
@@ -45,6 +46,7 @@ class VICReg(Method):
 
     name = "vicreg"
     num_views = 2
+    data_parallel = True  # variance and covariance of the global batch
 
     @dataclass
     class Config:
@@ -64,7 +66,7 @@ class VICReg(Method):
 
     def loss(self, views: list[Tensor], batch: Batch) -> dict[str, Tensor]:
         cfg = self.cfg
-        z1, z2 = (self.expander(self.backbone(v)) for v in views)
+        z1, z2 = (gather(self.expander(self.backbone(v))) for v in views)
         invariance = vicreg_invariance(z1, z2)  # the loss functions run in float32
         variance = vicreg_variance(z1, cfg.gamma, cfg.eps) + vicreg_variance(z2, cfg.gamma, cfg.eps)
         covariance = vicreg_covariance(z1) + vicreg_covariance(z2)

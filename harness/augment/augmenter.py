@@ -60,44 +60,48 @@ class Augmenter:
             "views": views,
         }
 
-    def __call__(self, images: Tensor, num_views: int, generator: torch.Generator) -> list[Tensor]:
+    def __call__(self, images: Tensor, num_views: int, generator: torch.Generator,
+                 rows: tuple[int, int] | None = None) -> list[Tensor]:
         """`num_views` float32 views [N, C, out_size, out_size] in [0, 1] of uint8 `images`.
 
         View i follows the family's view i modulo its length. `generator` must live on the
-        images' device.
+        images' device. `rows=(start, total)` says that the images are rows start..start+N-1 of
+        a batch of `total` (one worker's slice of a global batch): every parameter is drawn
+        for all `total` rows and these rows keep theirs, so that the slices of all workers
+        get the views one process would give the whole batch.
         """
         _check_inputs(images, num_views, generator)
+        draw = _Draw(generator, len(images), rows)
         # Augmentation runs in float32 even inside the training step's autocast region.
         with torch.autocast(images.device.type, enabled=False):
             x = ops.to_float(images)
-            return [
-                self._view(x, self.views[i % len(self.views)], generator) for i in range(num_views)
-            ]
+            return [self._view(x, self.views[i % len(self.views)], draw)
+                    for i in range(num_views)]
 
-    def _view(self, x: Tensor, p: ViewParams, gen: torch.Generator) -> Tensor:
-        n, c = x.shape[:2]
-        x = self._geometry(x, p, gen)
+    def _view(self, x: Tensor, p: ViewParams, draw: _Draw) -> Tensor:
+        c = x.shape[1]
+        x = self._geometry(x, p, draw)
         if p.jitter_p > 0 and (p.brightness > 0 or p.contrast > 0 or p.saturation > 0 or p.hue > 0):
-            apply = params.bernoulli(n, p.jitter_p, gen)
+            apply = draw(params.bernoulli, p.jitter_p)
             jittered = ops.color_jitter(
                 x,
-                _factors(n, p.brightness, gen),
-                _factors(n, p.contrast, gen),
-                _factors(n, p.saturation, gen) if c == 3 else None,
-                params.uniform(n, -p.hue, p.hue, gen) if p.hue > 0 and c == 3 else None,
+                _factors(draw, p.brightness),
+                _factors(draw, p.contrast),
+                _factors(draw, p.saturation) if c == 3 else None,
+                draw(params.uniform, -p.hue, p.hue) if p.hue > 0 and c == 3 else None,
             )
             x = ops.per_sample(apply, jittered, x)
         if p.gray_p > 0 and c == 3:
-            x = ops.per_sample(params.bernoulli(n, p.gray_p, gen), ops.grayscale(x), x)
+            x = ops.per_sample(draw(params.bernoulli, p.gray_p), ops.grayscale(x), x)
         if p.blur_p > 0:
-            apply = params.bernoulli(n, p.blur_p, gen)
-            sigma = params.uniform(n, p.blur_sigma[0], p.blur_sigma[1], gen)
+            apply = draw(params.bernoulli, p.blur_p)
+            sigma = draw(params.uniform, p.blur_sigma[0], p.blur_sigma[1])
             x = ops.per_sample(apply, ops.gaussian_blur(x, sigma, self.blur_kernel_size), x)
         if p.solarize_p > 0:
-            x = ops.per_sample(params.bernoulli(n, p.solarize_p, gen), ops.solarize(x), x)
+            x = ops.per_sample(draw(params.bernoulli, p.solarize_p), ops.solarize(x), x)
         return x
 
-    def _geometry(self, x: Tensor, p: ViewParams, gen: torch.Generator) -> Tensor:
+    def _geometry(self, x: Tensor, p: ViewParams, draw: _Draw) -> Tensor:
         n, _, height, width = x.shape
         out = self.out_size
         if p.crop_scale is None and p.flip_p == 0 and height == width == out:
@@ -105,16 +109,31 @@ class Augmenter:
         if p.crop_scale is None:
             boxes = params.full_boxes(n, height, width, x.device)
         else:
-            boxes = params.crop_boxes(n, height, width, p.crop_scale, p.crop_ratio, gen)
-        flip = params.bernoulli(n, p.flip_p, gen) if p.flip_p > 0 else None
+            boxes = draw(params.crop_boxes, height, width, p.crop_scale, p.crop_ratio)
+        flip = draw(params.bernoulli, p.flip_p) if p.flip_p > 0 else None
         return ops.resized_crop(x, boxes, flip, out)
 
 
-def _factors(n: int, strength: float, gen: torch.Generator) -> Tensor | None:
+class _Draw:
+    """Per-sample parameters for a batch's rows: `draw(fn, *args)` calls
+    `fn(total, *args, generator)` and keeps the batch's rows (all of them in one process)."""
+
+    def __init__(self, generator: torch.Generator, n: int, rows: tuple[int, int] | None):
+        start, total = rows if rows is not None else (0, n)
+        if not 0 <= start <= total - n:
+            raise ValueError(f"rows {start}..{start + n - 1} are not inside a batch of {total}")
+        self.generator, self.total, self.rows = generator, total, slice(start, start + n)
+
+    def __call__(self, fn, *args) -> Tensor:
+        drawn = fn(self.total, *args, self.generator)
+        return drawn if self.total == self.rows.stop - self.rows.start else drawn[self.rows]
+
+
+def _factors(draw: _Draw, strength: float) -> Tensor | None:
     """Jitter factors uniform in [max(0, 1 - strength), 1 + strength]; None when strength is 0."""
     if strength <= 0:
         return None
-    return params.uniform(n, max(0.0, 1.0 - strength), 1.0 + strength, gen)
+    return draw(params.uniform, max(0.0, 1.0 - strength), 1.0 + strength)
 
 
 def _check_family(family: str) -> None:

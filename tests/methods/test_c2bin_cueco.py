@@ -95,13 +95,13 @@ def bca_by_hand(p1: torch.Tensor, p2: torch.Tensor, tau: float) -> torch.Tensor:
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("cls", METHODS)
 def test_check_method(cls, channels):
-    check_method(cls, config=SMALL[cls], channels=channels)
-    check_method(cls, channels=channels)  # the paper defaults
+    check_method(cls, config=SMALL[cls], channels=channels, data_parallel=False)
+    check_method(cls, channels=channels, data_parallel=False)  # the paper defaults
 
 
 @pytest.mark.parametrize("preset", ["representation", "clustering"])
 def test_check_method_of_each_c2bin_preset(preset):
-    check_method(C2BIN, config={"preset": preset}, channels=1)
+    check_method(C2BIN, config={"preset": preset}, channels=1, data_parallel=False)
 
 
 @pytest.mark.parametrize("cls", METHODS)

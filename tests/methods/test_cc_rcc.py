@@ -97,8 +97,9 @@ def by_hand(method, views):
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("cls", [CC, RCC])
 def test_check_method_with_the_paper_defaults(cls, channels):
-    check_method(cls, channels=channels)
-    check_method(cls, channels=channels, num_clusters=7, config={"batchnorm": True})
+    check_method(cls, channels=channels, data_parallel=False)
+    check_method(cls, channels=channels, num_clusters=7, config={"batchnorm": True},
+                 data_parallel=False)
 
 
 def test_summaries_and_defaults_follow_the_paper_and_code():

@@ -55,7 +55,7 @@ def loader_of(images):
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("cls", [DeepCluster, PICA])
 def test_check_method_with_the_paper_defaults(cls, channels):
-    check_method(cls, channels=channels)
+    check_method(cls, channels=channels, data_parallel=False)
 
 
 def test_summaries_name_the_papers():

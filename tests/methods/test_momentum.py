@@ -102,7 +102,7 @@ def assert_moved(target: nn.Module, before: list[torch.Tensor], online: list[tor
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("cls", METHODS)
 def test_check_method(cls, channels):
-    check_method(cls, config=SMALL[cls], channels=channels)
+    check_method(cls, config=SMALL[cls], channels=channels, data_parallel=False)
 
 
 @pytest.mark.parametrize("cls", METHODS)

@@ -17,7 +17,7 @@ BUILTINS = [e.name for e in registry.methods.entries() if e.package == "crlbench
 
 @pytest.mark.parametrize("name", BUILTINS)
 def test_every_builtin_method_passes_check_method(name):
-    check_method(registry.methods.get(name))
+    check_method(registry.methods.get(name), data_parallel=False)  # tests/test_distributed.py
 
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -25,7 +25,7 @@ def test_every_builtin_method_passes_on_grayscale(name):
     cls = registry.methods.get(name)
     if cls.input_channels is not None and 1 not in cls.input_channels:
         pytest.skip(f"{name} needs colour; the suite refuses grayscale data for it")
-    check_method(cls, channels=1)
+    check_method(cls, channels=1, data_parallel=False)
 
 
 def test_builtins_are_all_registered():

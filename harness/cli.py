@@ -179,7 +179,7 @@ def _run_suite(args: argparse.Namespace, console: Console, evaluate_only: bool) 
         specs = [s for s in specs if s.run_id in kept]
     if not args.dry_run:
         # reads the datasets of the runs still to do: bad files stop here, before any record
-        preflight(todo, cache, store)
+        preflight(todo, cache, store, cfg.executor)
         if cfg.executor == "ray":
             cache.clear()  # the trials read their own; the driver need not hold it
     if args.dry_run:

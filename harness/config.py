@@ -141,6 +141,17 @@ class ResourcesConfig:
 
 
 @dataclass
+class DistributedConfig:
+    # processes that train one run together, data-parallel, each on its slice of every batch
+    # (train.batch_size is the global batch); 1: one process. With GPUs each worker has one,
+    # so resources.gpu_per_run=N (N > 1) asks for N workers too
+    workers: int = 1
+    backend: str = "auto"  # auto (nccl on GPUs, gloo on the CPU) | nccl | gloo
+    sync_bn: bool | None = None  # batch norm over the global batch; None: the method's choice
+    timeout_s: int = 1800  # a worker that waits longer than this in a collective fails the run
+
+
+@dataclass
 class RayConfig:
     # None: join RAY_ADDRESS if set, else start a local Ray for the suite; "auto" or
     # "ray://host:port": join that cluster (the results store must be reachable from every node)
@@ -178,6 +189,7 @@ class SuiteConfig:
     results: ResultsConfig = field(default_factory=ResultsConfig)
     executor: str = "ray"  # ray | local (sequential, in this process, for debugging)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -193,6 +205,7 @@ CLUSTER_SPLITS = ("all", "test")
 ON_DEVICE = ("auto", "always", "never")
 TRAIN_SPLITS = ("train", "train+test")
 EXECUTORS = ("ray", "local")
+BACKENDS = ("auto", "nccl", "gloo")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer.name": OPTIMIZERS,
@@ -203,6 +216,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_device": ON_DEVICE,
     "data.train_split": TRAIN_SPLITS,
     "executor": EXECUTORS,
+    "distributed.backend": BACKENDS,
 }
 
 
@@ -211,6 +225,14 @@ def check_choices(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in valid:
             raise UserError(f"'{key}' is {value!r}; valid choices: {', '.join(valid)}")
+
+
+def run_workers(cfg: Any) -> int:
+    """Workers one run trains on: distributed.workers, or resources.gpu_per_run when that asks
+    for more than one GPU (crlbench.validate.check_distributed refuses the two disagreeing)."""
+    gpus = float(cfg.resources.gpu_per_run)
+    return int(gpus) if gpus > 1 and int(cfg.distributed.workers) == 1 else int(
+        cfg.distributed.workers)
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

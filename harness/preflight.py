@@ -6,6 +6,7 @@ with exit code 2, before a record or checkpoint is written.
 - every dataset is read in full (missing, truncated or corrupt files are found now, not in the
   middle of the suite), and its training split measured: a batch larger than a (possibly
   long-tailed) training split is refused, and so is an image size the backbone cannot take;
+- a run on several workers of this machine has a GPU for each (when it trains on GPUs);
 
 Methods are not exercised here (only their `check_config`, on the config, when the suite
 expands): a plugin's training code runs only inside runs, where whatever it does
@@ -82,9 +83,25 @@ def check_store(store: Path) -> None:
                         f"{e.error.strerror or e.error}){hint}") from None
 
 
+def check_local_workers(specs: list[RunSpec]) -> None:
+    """A run on several workers of this machine's GPUs needs as many GPUs as workers (the
+    Ray executor checks its cluster's when Ray is up)."""
+    from crlbench.executors.workers import uses_gpus
+
+    for spec in specs:
+        workers = spec.config["distributed"]["workers"]
+        if workers > 1 and uses_gpus(spec.config) and workers > torch.cuda.device_count():
+            raise UserError(f"{spec.label} trains on distributed.workers={workers} GPUs, and "
+                            f"this machine has {torch.cuda.device_count()}; lower "
+                            "distributed.workers (or resources.gpu_per_run), or use "
+                            "executor=ray on a cluster with enough GPUs")
+
+
 def preflight(specs: list[RunSpec], cache: DatasetCache | None = None,
-              store: Path | None = None) -> None:
+              store: Path | None = None, executor: str = "local") -> None:
     """Every check above on the runs still to do (the store's only when there are any)."""
     if specs and store is not None:
         check_store(store)
+    if executor == "local":
+        check_local_workers(specs)
     check_data(specs, cache)

@@ -30,9 +30,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from crlbench import distributed
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
 from crlbench.data import DatasetCache, ImageData, long_tail_indices
+from crlbench.distributed import convert_batch_norm, distributed_section
 from crlbench.environment import environment
 from crlbench.errors import NonFiniteLoss, StoreWriteError
 from crlbench.evaluate import Embeddings, cluster_split, evaluate, evaluator_needs
@@ -69,11 +71,15 @@ EpochCallback = Callable[[int, int, dict[str, float]], None]
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device a run asks for; in a run on several workers "auto" and "cuda" mean the GPU
+    the launcher gave this worker (torch.cuda.current_device())."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is None and distributed.world_size() > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
@@ -246,7 +252,15 @@ WEIGHT_MODES = ("reuse", "retrain", "require")
 def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
             cache: DatasetCache | None = None, weights: str = "reuse") -> dict[str, Any]:
     """Run one spec and write its record; return the record. `cache`: the executor's dataset
-    cache (None: the dataset is read for this run alone). `weights`: one of WEIGHT_MODES."""
+    cache (None: the dataset is read for this run alone). `weights`: one of WEIGHT_MODES.
+
+    In a run on several workers (crlbench.distributed) every worker calls it: worker 0 does
+    what one process does and returns the record; the others train beside it and return
+    None. A failed run raises RunFailed on worker 0 once its record is written, so that the
+    launcher stops the other workers (which would otherwise wait in a collective)."""
+    if not distributed.is_main():
+        _follow(spec, store, on_epoch)
+        return None
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
     record = new_record(spec)
@@ -261,6 +275,8 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
         if kept is None and weights == "require" and spec.plugin.obj.trainable:
             raise NoKeptWeights(f"{spec.label} has no kept weights any more (changed or removed "
                                 "since the command started); `crlbench run` trains it")
+        # the other workers train only when worker 0 does
+        distributed.broadcast_object(kept is None and spec.plugin.obj.trainable)
         trackers = Trackers(spec.config.get("loggers", ()), spec, path)
         _run(spec, path, device, timer, record, trackers.on_epoch(on_epoch),
              cache or DatasetCache(), kept)
@@ -284,7 +300,34 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
         return record_failure(spec, store, _error(e))
     remove_superseded(superseded)
+    if record["status"] != "ok" and distributed.world_size() > 1:
+        raise RunFailed(record["error"]["message"])
     return record
+
+
+class RunFailed(RuntimeError):
+    """Worker 0 of a run on several workers recorded a failure (the record says why)."""
+
+
+def _follow(spec: RunSpec, store: Path, on_epoch: EpochCallback | None) -> None:
+    """A worker other than 0: the data, build and train stages beside worker 0 (each step
+    is a collective of every worker), when worker 0 trains; worker 0 evaluates and writes."""
+    if not distributed.broadcast_object(None):
+        return
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(spec.config.get("threads", threads))
+        device = resolve_device(spec.config["device"])
+        cfg = OmegaConf.create(spec.config)
+        seed_everything(spec.seed)
+        d, _ = _data_stage(spec, cfg, device, DatasetCache())
+        method, ctx, _ = _build_stage(spec, cfg, device, d, trains=True)
+        augmenter = Augmenter.from_config(cfg.augment, d.data.image_size)
+        amp = device.type == "cuda" and cfg.train.precision != "fp32"
+        path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
+        _train_stage(spec, cfg, device, d, method, ctx, augmenter, path, on_epoch, amp)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class NonFiniteFeatures(ValueError):
@@ -345,8 +388,10 @@ def _data_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
                  std), section
 
 
-def _build_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
-                 d: _Data) -> tuple[Method, RunContext, dict[str, Any]]:
+def _build_stage(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Data,
+                 trains: bool) -> tuple[Method, RunContext, dict[str, Any]]:
+    """The method, built; for training on several workers with batch norm over the global
+    batch (`distributed.sync_bn`), and worker 0's initial state on every worker."""
     cls = spec.plugin.obj
     backbone, dim = build_backbone(cfg.backbone.name, channels=d.data.channels,
                                    image_size=d.data.image_size,
@@ -364,6 +409,10 @@ def _build_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
         image_size=d.data.image_size, channels=d.data.channels,
         input_mean=tuple(d.mean), input_std=tuple(d.std))
     method = cls(backbone, ctx, cls.Config(**spec.config["method_cfg"])).to(device)
+    if trains and distributed.world_size() > 1:
+        if spec.config["distributed"]["sync_bn"]:
+            convert_batch_norm(method, device)
+        distributed.broadcast_state(method)
     return method, ctx, method.describe()
 
 
@@ -460,7 +509,10 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
     with timer.phase("data"):
         d, record["data"] = _data_stage(spec, cfg, device, cache)
     with timer.phase("build"):
-        method, ctx, record["method_details"] = _build_stage(spec, cfg, device, d)
+        method, ctx, record["method_details"] = _build_stage(
+            spec, cfg, device, d, trains=kept is None and spec.plugin.obj.trainable)
+    if distributed.world_size() > 1:
+        record["distributed"] = distributed_section(spec.config, device)
     amp = device.type == "cuda" and cfg.train.precision != "fp32"
     augmenter = Augmenter.from_config(cfg.augment, d.data.image_size)
     record["augment"] = augmenter.describe()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from crlbench import registry
-from crlbench.config import SuiteConfig, check_choices, to_dict
+from crlbench.config import SuiteConfig, check_choices, run_workers, to_dict
 from crlbench.data import DatasetSource
 from crlbench.errors import UserError
 from crlbench.plugin import PluginEntry
@@ -147,7 +147,27 @@ def _hashed_part(run_cfg: dict[str, Any], trainable: bool, method_version: str) 
     # not the default 1, which keeps the ids of the runs made before it was hashed
     if run_cfg["threads"] != 1:
         part["threads"] = run_cfg["threads"]
+    # so do several workers (and per-worker batch norm changes the numbers): hashed for a
+    # training on more than one, which keeps the ids of every one-process run
+    if trainable and run_cfg["distributed"]["workers"] > 1:
+        part["distributed"] = {k: run_cfg["distributed"][k] for k in ("workers", "sync_bn")}
     return part
+
+
+def distributed_of(cfg: DictConfig, method: PluginEntry) -> dict[str, Any]:
+    """The run's `distributed` settings, resolved: its workers (1 for a method that does not
+    train), its batch norm (the method's `sync_bn` unless the suite sets it), its backend.
+    UserError for several workers and a method that does not declare `data_parallel`."""
+    cls, dist = method.obj, cfg.distributed
+    workers = run_workers(cfg) if cls.trainable else 1
+    if workers > 1 and not cls.data_parallel:
+        raise UserError(f"{method.describe('method')} does not support data parallelism "
+                        f"(its class does not set data_parallel = True), and this suite trains "
+                        f"each run on {workers} workers; use distributed.workers=1 and "
+                        "resources.gpu_per_run<=1 for it")
+    sync_bn = bool(cls.sync_bn if dist.sync_bn is None else dist.sync_bn)
+    return {"workers": workers, "sync_bn": sync_bn, "backend": str(dist.backend),
+            "timeout_s": int(dist.timeout_s)}
 
 
 def _training_part(hashed: dict[str, Any], trainable: bool) -> dict[str, Any]:
@@ -301,6 +321,7 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
                         # torch threads of the run, whichever executor runs it: float sums
                         # depend on them, so they are part of the run's identity
                         "threads": max(1, int(cfg.resources.cpu_per_run)),
+                        "distributed": distributed_of(run, entry),
                         "keep_weights": bool(cfg.results.keep_weights),  # not in any id
                         "loggers": [str(n) for n in cfg.results.loggers],  # nor this
                     }

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from crlbench import registry
 from crlbench.augment import check_augment
 from crlbench.backbones import check_backbone_name
+from crlbench.config import run_workers
 from crlbench.data import DatasetSource
 from crlbench.errors import UserError
 from crlbench.plugin import PluginEntry
@@ -169,7 +170,37 @@ def check_values(cfg: DictConfig) -> None:
         _in_range("train.grad_clip", cfg.train.grad_clip, 0, math.inf, low_open=True,
                   high_open=True)
     check_device(cfg.device)
+    check_distributed(cfg)
     check_eval(cfg.eval)
+
+
+def check_distributed(cfg: DictConfig) -> None:
+    """`distributed` and `resources.gpu_per_run` together: how many workers one run has, and
+    that its global batch splits evenly over them."""
+    workers, gpus = int(cfg.distributed.workers), float(cfg.resources.gpu_per_run)
+    if workers < 1:
+        raise UserError(f"'distributed.workers' must be at least 1, got {workers}")
+    if gpus > 1:
+        if gpus != int(gpus):
+            raise UserError(f"'resources.gpu_per_run' above 1 must be a whole number of GPUs "
+                            f"(one per worker), got {gpus:g}")
+        if workers not in (1, int(gpus)):
+            raise UserError(f"'resources.gpu_per_run'={gpus:g} and 'distributed.workers'="
+                            f"{workers} disagree; each worker has one GPU, so set one of them "
+                            "(or both to the same number)")
+    elif workers > 1 and 0 < gpus < 1:
+        raise UserError(f"each of distributed.workers={workers} needs a GPU of its own, and "
+                        f"resources.gpu_per_run={gpus:g} shares one; set resources.gpu_per_run "
+                        "to 1 (one GPU per worker) or 0 (the CPU)")
+    workers = run_workers(cfg)
+    if cfg.train.batch_size % workers:
+        raise UserError(f"train.batch_size={cfg.train.batch_size} does not split over "
+                        f"{workers} workers; use a multiple of {workers}")
+    if workers > 1 and cfg.distributed.backend == "nccl" and (
+            cfg.device == "cpu" or gpus == 0):
+        raise UserError("distributed.backend=nccl needs GPUs; use distributed.backend=gloo (or "
+                        "auto) to train on the CPU")
+    _at_least_1({"distributed.timeout_s": cfg.distributed.timeout_s})
 
 
 def check_loggers(names: list[str]) -> None:

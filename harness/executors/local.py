@@ -3,7 +3,8 @@
 The executor owns the suite's dataset cache (the preflight fills it with the first dataset).
 Each run is claimed in the store just before it starts, so several local processes on one
 store share the work instead of repeating it: a spec another live process has claimed, or has
-finished in the meantime, is skipped.
+finished in the meantime, is skipped. A run on several workers (distributed.workers > 1) is
+started as that many processes of this machine (crlbench.executors.workers) and waited for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from crlbench.claims import heartbeat, refresh_claim, release_claim, try_claim
 from crlbench.data import DatasetCache
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
+from crlbench.executors.workers import run_processes
 from crlbench.runner import execute
 from crlbench.store import is_done
 from crlbench.suite import RunSpec
@@ -46,8 +48,11 @@ class LocalExecutor:
                     progress.epoch(spec, epoch, epochs, terms)
 
                 with heartbeat(path):  # evaluation and long phases refresh it too
-                    record = execute(spec, store, on_epoch=on_epoch, cache=self.cache,
-                                     weights=weights)
+                    if spec.config["distributed"]["workers"] > 1:
+                        record = run_processes(spec, store, weights=weights, on_epoch=on_epoch)
+                    else:
+                        record = execute(spec, store, on_epoch=on_epoch, cache=self.cache,
+                                         weights=weights)
             finally:
                 release_claim(path)
             if record["status"] == "ok":

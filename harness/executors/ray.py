@@ -13,6 +13,10 @@ machine or of a Ray cluster.
   of the local Ray it started). Finished specs are skipped before any trial is created.
 - `ray.address` (or RAY_ADDRESS) that nothing answers at stops with one line within
   CONNECT_TIMEOUT_S instead of Ray's endless retries.
+- A run on several workers (distributed.workers > 1) is a trial that reserves almost nothing
+  itself and starts a Ray Train TorchTrainer with one worker per GPU (or per cpu_per_run CPUs
+  on the CPU), on any node of the cluster (crlbench.executors.workers); its epochs reach
+  the progress view through Ray Tune as a single-process trial's do.
 - A run that raises is recorded as failed by the trial itself. A trial whose process dies (out
   of memory, killed) gets a failed record written here from Ray's error; Ray may first retry it
   `ray.max_failures` times, and a retry resumes from the run's last epoch checkpoint.
@@ -40,6 +44,7 @@ from crlbench.claims import process_start, refresh_claim, release_claim, try_cla
 from crlbench.errors import StoreWriteError, UserError
 from crlbench.executors.base import RunSummary, pending, spec_path
 from crlbench.executors.progress import Progress
+from crlbench.executors.workers import run_ray_train
 from crlbench.leftovers import (
     PROCESSES,
     SCRATCH,
@@ -76,8 +81,14 @@ def _trial(config: dict[str, Any]) -> None:
         tune.report({"epoch": epoch, "epochs": epochs, **terms})
 
     try:
-        record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
-                         weights=config["weights"])
+        if spec.config["distributed"]["workers"] > 1:
+            record = run_ray_train(
+                spec, Path(config["store"]), weights=config["weights"], cwd=config["cwd"],
+                scratch=Path(config["scratch"]), cpu_per_worker=config["worker"]["cpu"],
+                gpus=config["worker"]["gpu"])
+        else:
+            record = execute(spec, Path(config["store"]), on_epoch=on_epoch,
+                             weights=config["weights"])
     except StoreWriteError as e:  # the driver stops the suite (_StoreStop); no record
         tune.report({STORE_ERROR: [str(e.path), e.error.errno, e.error.strerror]})
         return
@@ -169,8 +180,8 @@ def _scratch(store: Path) -> Path:
 
 
 def _trial_resources(cfg: Any) -> dict[str, float]:
-    """What each trial reserves; UserError when no node of the cluster has the CPUs a run asks
-    for (Ray would keep the trial pending forever, saying nothing)."""
+    """What each single-process trial reserves; UserError when no node of the cluster has the
+    CPUs a run asks for (Ray would keep the trial pending forever, saying nothing)."""
     cpu = float(cfg.resources.cpu_per_run)
     largest = max((node.get("Resources", {}).get("CPU", 0.0) for node in ray.nodes()
                    if node.get("Alive")), default=0.0)
@@ -181,6 +192,32 @@ def _trial_resources(cfg: Any) -> dict[str, float]:
     gpus = ray.cluster_resources().get("GPU", 0)
     gpu = min(float(cfg.resources.gpu_per_run), gpus) if gpus > 0 else 0.0
     return {"cpu": cpu, "gpu": gpu}
+
+
+# A trial of a run on several workers only starts its TorchTrainer and waits: it reserves
+# next to nothing, so that the workers' CPUs and GPUs are theirs
+LAUNCHER_CPU = 0.01
+
+
+def _worker_resources(cfg: Any, specs: list[RunSpec]) -> dict[str, Any]:
+    """What each worker of a run on several workers reserves: resources.cpu_per_run CPUs and,
+    where the cluster has GPUs and the run may use them, one GPU. UserError when the cluster
+    has fewer GPUs (or CPUs) than the widest run needs (Ray Train would wait for ever)."""
+    wide = [s for s in specs if s.config["distributed"]["workers"] > 1]
+    total = ray.cluster_resources()
+    gpu = (total.get("GPU", 0) > 0 and float(cfg.resources.gpu_per_run) > 0
+           and str(cfg.device) != "cpu")
+    cpu = float(cfg.resources.cpu_per_run)
+    if wide:
+        workers = max(s.config["distributed"]["workers"] for s in wide)
+        have, need = (total.get("GPU", 0), workers) if gpu else (total.get("CPU", 0),
+                                                               workers * cpu + LAUNCHER_CPU)
+        if need > have:
+            what = "GPUs" if gpu else "CPUs"
+            raise UserError(f"a run on distributed.workers={workers} needs {need:g} {what}, and "
+                            f"the Ray cluster has {have:g}; lower distributed.workers (or "
+                            "resources.cpu_per_run), or join a larger cluster with ray.address")
+    return {"cpu": cpu, "gpu": bool(gpu)}
 
 
 # Tune pickles its callbacks with the experiment state; the progress view (a console, locks)
@@ -287,7 +324,9 @@ class RayExecutor:
         _LIVE[key] = (progress, {s.run_id: s for s in todo}, store)
         try:
             with _ray_session(self.cfg, scratch):
-                trainable = tune.with_resources(_trial, _trial_resources(self.cfg))
+                single = _trial_resources(self.cfg)
+                worker = _worker_resources(self.cfg, todo)
+                trainable = tune.with_resources(_trial, lambda config: _placement(config, single))
                 stop = _StoreStop()
                 tuner = tune.Tuner(
                     trainable,
@@ -297,6 +336,8 @@ class RayExecutor:
                         "store": str(store),
                         "weights": weights,
                         "cwd": os.getcwd(),
+                        "scratch": str(scratch / "train"),
+                        "worker": worker,
                     },
                     tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
                     run_config=tune.RunConfig(
@@ -314,6 +355,17 @@ class RayExecutor:
             release_claim(owner)
             with contextlib.suppress(OSError):  # another driver may still use it
                 scratch.parent.rmdir()
+
+
+def _placement(config: dict[str, Any], single: dict[str, float]):
+    """A trial's reservation: `single` for a one-process run, LAUNCHER_CPU for a run on several
+    workers (whose TorchTrainer reserves the workers')."""
+    from ray.tune import PlacementGroupFactory
+
+    if config["spec"]["config"]["distributed"]["workers"] > 1:
+        return PlacementGroupFactory([{"CPU": LAUNCHER_CPU}])
+    bundle = {"CPU": single["cpu"], **({"GPU": single["gpu"]} if single["gpu"] else {})}
+    return PlacementGroupFactory([bundle])
 
 
 def _summarise(todo: list[RunSpec], skipped: list[RunSpec], store: Path) -> RunSummary:

@@ -6,7 +6,7 @@
     crlbench report [suite=NAME] [--output FILE]
     crlbench bench [key=value ...]
     crlbench new-method NAME [--dir PATH]
-    crlbench methods [--check] | datasets | evaluators
+    crlbench methods [--check] | datasets [--classes NAME] | evaluators
     crlbench suites
 
 Errors a user can cause print one line and exit with code 2; failed runs exit with code 1, and
@@ -104,7 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="list installed methods")
     methods.add_argument("--check", action="store_true",
                          help="run crlbench.testing.check_method on every method")
-    sub.add_parser("datasets", help="list registered datasets (built-in and plugins')")
+    datasets = sub.add_parser("datasets", help="list registered datasets (built-in and "
+                                               "plugins')")
+    datasets.add_argument("--classes", metavar="NAME", default=None,
+                          help="print the WNIDs of a pinned ImageNet subset, one a line, in "
+                               "label order")
     sub.add_parser("evaluators", help="list registered evaluators (built-in and plugins')")
     sub.add_parser("suites", help="list shipped suites")
     return parser
@@ -423,6 +427,15 @@ def cmd_methods(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_datasets(args: argparse.Namespace, console: Console) -> int:
     from crlbench.registry import datasets
+
+    if args.classes is not None:
+        from crlbench.data.imagenet import BY_NAME
+
+        if args.classes not in BY_NAME:
+            raise UserError(f"--classes takes a pinned ImageNet subset, not {args.classes!r}; "
+                            f"choose from {', '.join(sorted(BY_NAME))}")
+        print("\n".join(BY_NAME[args.classes].classes()))
+        return 0
 
     table, _ = _plugin_table(datasets, lambda info: f"{info.summary} ({info.num_classes} classes,"
                              f" {info.channels} channel{'s' * (info.channels > 1)})",

@@ -26,6 +26,11 @@ class DataConfig:
     train_split: str = "train"
     folders: dict[str, str] = field(default_factory=dict)  # ImageFolder datasets: name -> root
     on_device: str = "auto"  # keep uint8 images on the GPU: auto (if they fit) | always | never
+    # decode images from their files as the run reads them instead of holding them in memory
+    # (ImageFolder trees and the pinned ImageNet subsets; crlbench.data.stream): the same pixels,
+    # so not part of the run id
+    stream: bool = False
+    stream_workers: int = 4  # DataLoader processes decoding ahead (0: in the run's process)
 
 
 @dataclass

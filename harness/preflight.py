@@ -51,7 +51,8 @@ def check_data(specs: list[RunSpec], cache: DatasetCache | None = None) -> None:
     for (name, _), group in groups.items():
         d = group[0].config["data"]
         data = cache.load(group[0].source, root=d["root"], download=d["download"],
-                          image_size=d["image_size"], use_unlabeled=d["use_unlabeled"])
+                          image_size=d["image_size"], use_unlabeled=d["use_unlabeled"],
+                          stream=d["stream"])
         for spec in group:
             check_image_size(spec.config["backbone"]["name"], data.image_size)
             if not spec.plugin.obj.trainable:

@@ -10,14 +10,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from crlbench.data.stream import ImageFiles, ranges, read_batches, stats_sample
 
-def channel_stats(images: Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
-    """Mean and std per channel of uint8 images [N, C, H, W], on the [0, 1] scale."""
+
+def channel_stats(images: Tensor | ImageFiles,
+                  chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Mean and std per channel of uint8 images [N, C, H, W], on the [0, 1] scale (of a fixed
+    sample of streamed ones: crlbench.data.stream.stats_sample)."""
+    images = stats_sample(images)
     channels = images.shape[1]
     total = torch.zeros(channels, dtype=torch.float64)
     total_sq = torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, len(images), chunk):
-        x = images[start:start + chunk].to(torch.float64) / 255.0
+    for batch in read_batches(images, ranges(len(images), chunk)):
+        x = batch.to(torch.float64) / 255.0
         total += x.sum(dim=(0, 2, 3)).cpu()
         total_sq += (x * x).sum(dim=(0, 2, 3)).cpu()
     count = images.numel() // channels

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from crlbench.data.stream import ImageFiles, ranges, read_batches
+
 
 def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
     """For `check_config`: ValueError naming `key` and its valid choices unless value is one."""
@@ -61,7 +63,8 @@ class EpochLoader(Iterable[tuple[Tensor, Tensor]]):
     Iterating yields `(images, indices)` batches on the run's device.
     """
 
-    def __init__(self, images: Tensor, prepare, batch_size: int, device: torch.device):
+    def __init__(self, images: Tensor | ImageFiles, prepare, batch_size: int,
+                 device: torch.device):
         self._images = images
         self._prepare = prepare
         self._batch_size = batch_size
@@ -71,10 +74,10 @@ class EpochLoader(Iterable[tuple[Tensor, Tensor]]):
         return -(-len(self._images) // self._batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, len(self._images), self._batch_size):
-            idx = torch.arange(start, min(start + self._batch_size, len(self._images)))
-            x = self._images[idx.to(self._images.device)].to(self._device, non_blocking=True)
-            yield self._prepare(x), idx.to(self._device)
+        batches = ranges(len(self._images), self._batch_size)
+        for rows, x in zip(batches, read_batches(self._images, batches), strict=True):
+            idx = torch.arange(rows.start, rows.stop, device=self._device)
+            yield self._prepare(x.to(self._device, non_blocking=True)), idx
 
 
 class Method(nn.Module):

@@ -34,6 +34,7 @@ from crlbench import distributed
 from crlbench.augment import Augmenter
 from crlbench.backbones import build_backbone
 from crlbench.data import DatasetCache, ImageData, long_tail_indices
+from crlbench.data.stream import ImageFiles, ranges, read_batches, reader_of, select
 from crlbench.distributed import convert_batch_norm, distributed_section
 from crlbench.environment import environment
 from crlbench.errors import NonFiniteLoss, StoreWriteError
@@ -83,9 +84,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _place(images: Tensor, device: torch.device, policy: str) -> Tensor:
-    """Move uint8 images to the GPU when they fit (or when told to); else keep them pinned."""
-    if device.type != "cuda" or policy == "never":
+def _place(images: Tensor | ImageFiles, device: torch.device,
+           policy: str) -> Tensor | ImageFiles:
+    """Move uint8 images to the GPU when they fit (or when told to); else keep them pinned.
+    Streamed images stay files."""
+    if isinstance(images, ImageFiles) or device.type != "cuda" or policy == "never":
         return images
     if policy == "always":
         return images.to(device)
@@ -96,27 +99,28 @@ def _place(images: Tensor, device: torch.device, policy: str) -> Tensor:
 
 
 @torch.no_grad()
-def embed(method: Method, images: Tensor, prepare, batch_size: int, device: torch.device,
-          amp: bool) -> Tensor:
+def embed(method: Method, images: Tensor | ImageFiles, prepare, batch_size: int,
+          device: torch.device, amp: bool) -> Tensor:
     """Features of un-augmented images, in eval mode, as float32 on the device."""
     method.eval()
     out = []
-    for start in range(0, len(images), batch_size):
-        x = prepare(images[start:start + batch_size].to(device, non_blocking=True))
+    for batch in read_batches(images, ranges(len(images), batch_size)):
+        x = prepare(batch.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out.append(method.features(x).float())
     return torch.cat(out)
 
 
 @torch.no_grad()
-def embed_views(method: Method, images: Tensor, augmenter: Augmenter, prepare, batch_size: int,
-                device: torch.device, amp: bool, seed: int) -> tuple[Tensor, Tensor]:
+def embed_views(method: Method, images: Tensor | ImageFiles, augmenter: Augmenter, prepare,
+                batch_size: int, device: torch.device, amp: bool,
+                seed: int) -> tuple[Tensor, Tensor]:
     """Features of two augmented views of every image (for alignment), seeded."""
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     first, second = [], []
-    for start in range(0, len(images), batch_size):
-        views = augmenter(images[start:start + batch_size].to(device), 2, gen)
+    for batch in read_batches(images, ranges(len(images), batch_size)):
+        views = augmenter(batch.to(device), 2, gen)
         a, b = (embed(method, v, prepare, len(v), device, amp) for v in views)
         first.append(a)
         second.append(b)
@@ -124,14 +128,14 @@ def embed_views(method: Method, images: Tensor, augmenter: Augmenter, prepare, b
 
 
 @torch.no_grad()
-def embed_pairs(method: Method, images: Tensor, prepare, batch_size: int, device: torch.device,
-                amp: bool) -> tuple[Tensor, Tensor]:
+def embed_pairs(method: Method, images: Tensor | ImageFiles, prepare, batch_size: int,
+                device: torch.device, amp: bool) -> tuple[Tensor, Tensor]:
     """A method's own positive pairs (`method.positive_pairs`) of un-augmented images, in eval
     mode, as float32 on the device."""
     method.eval()
     first, second = [], []
-    for start in range(0, len(images), batch_size):
-        x = prepare(images[start:start + batch_size].to(device, non_blocking=True))
+    for batch in read_batches(images, ranges(len(images), batch_size)):
+        x = prepare(batch.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             a, b = method.positive_pairs(x)
         first.append(a.float())
@@ -139,7 +143,8 @@ def embed_pairs(method: Method, images: Tensor, prepare, batch_size: int, device
     return torch.cat(first), torch.cat(second)
 
 
-def _pair_inputs(emb: Embeddings, method: Method, images: Tensor, augmenter: Augmenter,
+def _pair_inputs(emb: Embeddings, method: Method, images: Tensor | ImageFiles,
+                 augmenter: Augmenter,
                  prepare, batch_size: int, device: torch.device, amp: bool,
                  samples: int | None, seed: int, needs: frozenset[str]) -> None:
     """The "view_pairs" and "augmented_views" inputs (see crlbench.evaluate.INPUTS), on all
@@ -148,7 +153,7 @@ def _pair_inputs(emb: Embeddings, method: Method, images: Tensor, augmenter: Aug
     views of the backbone features (with the uniformity of the test features)."""
     rows = sample_rows(len(images), samples or len(images), seed)
     if rows is not None:
-        images = images[rows]
+        images = select(images, rows)
     own = hasattr(method, "positive_pairs")
     if "augmented_views" in needs or ("view_pairs" in needs and not own):
         emb.augmented_views = embed_views(method, images, augmenter, prepare, batch_size,
@@ -352,7 +357,7 @@ def _imbalanced(data: ImageData, spec: RunSpec) -> ImageData:
                            spec.config["data"]["use_unlabeled"])
     keep = long_tail_indices(data.train_labels, data.num_classes, rho,
                              derive_seed(spec.seed, 3, 1))
-    return dataclasses.replace(data, train_images=data.train_images[keep],
+    return dataclasses.replace(data, train_images=select(data.train_images, keep),
                                train_labels=data.train_labels[keep])
 
 
@@ -361,8 +366,9 @@ class _Data:
     """What the data stage hands to the later ones."""
 
     data: ImageData
-    pretrain: Tensor  # the images training sees, on the CPU
-    train_images: Tensor  # the same, where training reads them (the GPU when they fit)
+    pretrain: Tensor | ImageFiles  # the images training sees, on the CPU (or files)
+    train_images: Tensor | ImageFiles  # the same, where training reads them (the GPU when
+    # they fit)
     prepare: Normalizer
     mean: list[float]
     std: list[float]
@@ -371,7 +377,10 @@ class _Data:
 def _data_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
                 cache: DatasetCache) -> tuple[_Data, dict[str, Any]]:
     data = cache.load(spec.source, root=cfg.data.root, download=cfg.data.download,
-                      image_size=cfg.data.image_size, use_unlabeled=cfg.data.use_unlabeled)
+                      image_size=cfg.data.image_size, use_unlabeled=cfg.data.use_unlabeled,
+                      stream=cfg.data.stream)
+    if data.streamed:
+        data = data.with_stream_workers(int(cfg.data.stream_workers))
     data = _imbalanced(data, spec)
     pretrain = data.pretrain_images(cfg.data.use_unlabeled, cfg.data.train_split)
     mean, std = channel_stats(data.train_images)
@@ -382,6 +391,7 @@ def _data_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
                "train_split": trained_on(cfg.data.train_split, unlabeled),
                "image_size": data.image_size, "channels": data.channels,
                "mean": mean, "std": std, "on_device": train_images.device.type,
+               "reader": reader_of(data.train_images),
                "train_class_counts": torch.bincount(
                    data.train_labels, minlength=data.num_classes).tolist()}
     return _Data(data, pretrain, train_images, Normalizer(mean, std, device), mean,
@@ -429,7 +439,8 @@ def _curve_monitor(spec: RunSpec, cfg: DictConfig, device: torch.device, d: _Dat
     for i, (images, labels) in enumerate(((data.train_images, data.train_labels),
                                           (data.test_images, data.test_labels))):
         rows = sample_rows(len(images), n, derive_seed(spec.seed, 5, i))
-        samples.append((images, labels) if rows is None else (images[rows], labels[rows]))
+        samples.append((images, labels) if rows is None
+                       else (select(images, rows), labels[rows]))
     (bank, bank_labels), (queries, query_labels) = samples
     eb = cfg.eval.batch_size
 

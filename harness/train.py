@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from crlbench import distributed
+from crlbench.data.stream import ImageFiles, read_batches
 from crlbench.errors import NonFiniteLoss
 from crlbench.optim import build_optimizer, default_param_groups, warmup_cosine
 from crlbench.protocol import Batch, EpochLoader, Method
@@ -46,7 +47,8 @@ class TrainResult:
 class TrainSetup:
     """Everything the trainer needs besides the method."""
 
-    images: Tensor  # uint8 [N, C, H, W] training images (on the device when they fit)
+    images: Tensor | ImageFiles  # uint8 [N, C, H, W] training images (on the device when
+    # they fit; ImageFiles when they stream)
     # (images, views, generator, rows) -> views; rows: see crlbench.augment.Augmenter
     augment: Callable[[Tensor, int, torch.Generator, tuple[int, int] | None], list[Tensor]]
     prepare: Callable[[Tensor], Tensor]  # uint8 or [0, 1] float -> normalised input
@@ -212,9 +214,11 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         order = torch.randperm(n, generator=order_gen, device=setup.images.device)
         pending: list[tuple[int, dict[str, Tensor]]] = []
         sums: dict[str, Tensor] = {}
-        for i in range(per_epoch):
-            idx = order[i * batch_size:(i + 1) * batch_size][mine]
-            x = setup.images[idx].to(device, non_blocking=True)
+        # this worker's rows of each step; streamed images are decoded ahead of the steps
+        rows_of = [order[i * batch_size:(i + 1) * batch_size][mine] for i in range(per_epoch)]
+        batches = read_batches(setup.images, rows_of, pin=device.type == "cuda")
+        for i, (idx, batch) in enumerate(zip(rows_of, batches, strict=True)):
+            x = batch.to(device, non_blocking=True)
             rows = (mine.start, batch_size) if workers > 1 else None
             terms = _mean_over_workers(stepper.step(stepper.views(x, aug_gen, rows),
                                                     idx.to(device), step))

@@ -156,6 +156,9 @@ def check_values(cfg: DictConfig) -> None:
     if size is not None and not 4 <= size <= MAX_IMAGE_SIZE:
         raise UserError(f"'data.image_size' must be between 4 and {MAX_IMAGE_SIZE} (or null "
                         f"for the native size), got {size}")
+    if cfg.data.stream_workers < 0:
+        raise UserError(f"'data.stream_workers' must be 0 (decode in the run's process) or "
+                        f"more, got {cfg.data.stream_workers}")
     opt = cfg.train.optimizer
     _in_range("train.optimizer.lr", opt.lr, 0, math.inf, low_open=True, high_open=True)
     _in_range("train.optimizer.weight_decay", opt.weight_decay, 0, math.inf, high_open=True)

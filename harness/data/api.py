@@ -44,10 +44,12 @@ class DatasetSource:
         """Channels of the images, known without loading (ImageFolder trees are read as RGB)."""
         return 3 if self.info is None else self.info.channels
 
-    def provenance(self) -> dict[str, str]:
+    def provenance(self) -> dict[str, object]:
         """The record's note of where the dataset came from."""
         if self.entry is None:
             return {"folder": str(self.folder)}
+        if self.info.definition is not None:  # a pinned definition: which list and counts
+            return {**self.entry.provenance(), "definition": self.info.definition}
         return self.entry.provenance()
 
     @property
@@ -114,13 +116,22 @@ def check_source(source: DatasetSource, *, root: str | Path, download: bool = Fa
     _present(source, Path(root).expanduser(), download, use_unlabeled)
 
 
+def can_stream(source: DatasetSource) -> bool:
+    """Whether the dataset can be read as ImageFiles (data.stream=true)."""
+    return source.folder is not None or (source.info is not None
+                                         and source.info.load_sized is not None)
+
+
 def _load_native(source: DatasetSource, root: Path, download: bool, image_size: int | None,
-                 use_unlabeled: bool) -> ImageData:
+                 use_unlabeled: bool, stream: bool) -> ImageData:
     if source.folder is not None:
         # Folder images can differ in size, so they are resized while decoded.
-        return folder.load(source.name, source.folder.expanduser(), image_size)
+        return folder.load(source.name, source.folder.expanduser(), image_size, stream)
     if not _present(source, root, download, use_unlabeled):
         source._call("fetch", root, use_unlabeled)
+    if source.info.load_sized is not None:
+        side = image_size or source.info.image_size
+        return source._checked(source._call("load_sized", root, use_unlabeled, side, stream))
     return source._checked(source._call("load", root, use_unlabeled))
 
 
@@ -138,15 +149,22 @@ def resize_data(data: ImageData, image_size: int) -> ImageData:
 
 
 def load_source(source: DatasetSource, *, root: str | Path, download: bool = False,
-                image_size: int | None = None, use_unlabeled: bool = True) -> ImageData:
-    """Load a dataset into CPU uint8 tensors, resized to image_size x image_size if given.
+                image_size: int | None = None, use_unlabeled: bool = True,
+                stream: bool = False) -> ImageData:
+    """Load a dataset into CPU uint8 tensors, resized to image_size x image_size if given;
+    with `stream`, a dataset that can stream (`can_stream`) comes as ImageFiles instead.
 
     `root` may start with ~. Missing files raise UserError, or are downloaded through
     torchvision when `download` is true.
     """
     if image_size is not None and image_size <= 0:
         raise UserError(f"data.image_size must be a positive integer, got {image_size}")
-    data = _load_native(source, Path(root).expanduser(), download, image_size, use_unlabeled)
+    if stream and not can_stream(source):
+        raise UserError(f"dataset {source.name} cannot stream (data.stream=true): only "
+                        "ImageFolder trees of data.folders and the pinned ImageNet subsets "
+                        "do; it fits in memory, so drop data.stream")
+    data = _load_native(source, Path(root).expanduser(), download, image_size, use_unlabeled,
+                        stream)
     return data if image_size is None else resize_data(data, image_size)
 
 
@@ -160,14 +178,15 @@ class DatasetCache:
         self.loads = 0  # how many times a dataset was read from disk
 
     def load(self, source: DatasetSource, *, root: str | Path, download: bool = False,
-             image_size: int | None = None, use_unlabeled: bool = True) -> ImageData:
+             image_size: int | None = None, use_unlabeled: bool = True,
+             stream: bool = False) -> ImageData:
         key = (source, str(Path(root).expanduser().resolve()), download, image_size,
-               use_unlabeled)
+               use_unlabeled, stream)
         if self._entry is not None and self._entry[0] == key:
             return self._entry[1]
         self._entry = None  # let the previous dataset be freed before the next one is read
         data = load_source(source, root=root, download=download, image_size=image_size,
-                           use_unlabeled=use_unlabeled)
+                           use_unlabeled=use_unlabeled, stream=stream)
         self.loads += 1
         self._entry = (key, data)
         return data

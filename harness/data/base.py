@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from crlbench.data.stream import ImageFiles, concat
 from crlbench.errors import UserError
 
 
@@ -18,15 +19,16 @@ class MissingDataError(UserError):
 
 @dataclass
 class ImageData:
-    """A dataset held in memory as uint8 NCHW tensors (CPU).
+    """A dataset held in memory as uint8 NCHW tensors (CPU), or streamed: its images then are
+    `ImageFiles` (crlbench.data.stream), which decode as they are read.
 
     The tensors may be shared with the loader's cache: treat them as read-only.
     """
 
     name: str
-    train_images: Tensor  # uint8 [N, C, H, W]
+    train_images: Tensor | ImageFiles  # uint8 [N, C, H, W]
     train_labels: Tensor  # int64 [N]
-    test_images: Tensor
+    test_images: Tensor | ImageFiles
     test_labels: Tensor
     num_classes: int
     # Extra images for self-supervised training only (STL-10's unlabeled split).
@@ -62,7 +64,18 @@ class ImageData:
             raise ValueError(f"{self.name}: images are {height}x{width}, not square")
         return int(height)
 
-    def pretrain_images(self, use_unlabeled: bool, train_split: str = "train") -> Tensor:
+    @property
+    def streamed(self) -> bool:
+        """Whether the images stay files, decoded as a run reads them."""
+        return isinstance(self.train_images, ImageFiles)
+
+    def with_stream_workers(self, workers: int) -> ImageData:
+        """The same streamed dataset, read by `workers` decoding processes."""
+        return replace(self, train_images=self.train_images.with_workers(workers),
+                       test_images=self.test_images.with_workers(workers))
+
+    def pretrain_images(self, use_unlabeled: bool,
+                        train_split: str = "train") -> Tensor | ImageFiles:
         """Images for self-supervised training: train, plus the unlabeled ones if asked for,
         plus the test images for `train_split="train+test"` (CC, PICA and C2BIN train on
         train + test)."""
@@ -71,7 +84,7 @@ class ImageData:
             parts.append(self.unlabeled_images)
         if train_split == "train+test":
             parts.append(self.test_images)
-        return torch.cat(parts) if len(parts) > 1 else self.train_images
+        return concat(parts) if len(parts) > 1 else self.train_images
 
 
 def check_labels(labels: np.ndarray, num_classes: int, path: Path, dataset: str) -> None:

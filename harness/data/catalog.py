@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from crlbench.data import cifar, digits, mnist, stl10
+from crlbench.data import cifar, digits, imagenet, mnist, stl10
 from crlbench.data.base import ImageData
 from crlbench.data.download import fetch
 
@@ -27,6 +27,12 @@ class DatasetInfo:
     check: Callable[[Path, bool], None]  # cheap: MissingDataError when files are absent
     load: Callable[[Path, bool], ImageData]  # CPU uint8 tensors at the native size
     fetch: Callable[[Path, bool], None] | None = None  # download; None: nothing to download
+    # For datasets whose images differ in size (ImageNet): load(root, use_unlabeled, side,
+    # stream) decoding straight to side x side (the native image_size when data.image_size is
+    # not set), as ImageFiles that stream from disk when `stream`; None: only `load`
+    load_sized: Callable[[Path, bool, int, bool], ImageData] | None = None
+    # what a pinned definition's record keeps of it (class list, its hash and source, counts)
+    definition: dict[str, object] | None = None
 
 
 def _info(name: str, summary: str, num_classes: int, channels: int, image_size: int,
@@ -79,3 +85,27 @@ STL10 = DatasetInfo(
     load=stl10.load,
     fetch=lambda root, use_unlabeled: fetch("stl10", root, use_unlabeled),
 )
+
+
+def _pinned(subset: imagenet.PinnedSubset) -> DatasetInfo:
+    return DatasetInfo(
+        name=subset.name,
+        summary=subset.summary,
+        num_classes=len(subset.wnids()),
+        channels=3,
+        image_size=subset.image_size,
+        check=lambda root, use_unlabeled: imagenet.check(subset, root),
+        load=lambda root, use_unlabeled: imagenet.load(subset, root),
+        load_sized=lambda root, use_unlabeled, side, stream: imagenet.load(subset, root, side,
+                                                                           stream),
+        definition=subset.definition(),
+    )
+
+
+IMAGENET10 = _pinned(imagenet.BY_NAME["imagenet10"])
+IMAGENET_DOGS = _pinned(imagenet.BY_NAME["imagenet_dogs"])
+IMAGENET100_CMC = _pinned(imagenet.BY_NAME["imagenet100_cmc"])
+IMAGENET50_SCAN = _pinned(imagenet.BY_NAME["imagenet50_scan"])
+IMAGENET100_SCAN = _pinned(imagenet.BY_NAME["imagenet100_scan"])
+IMAGENET200_SCAN = _pinned(imagenet.BY_NAME["imagenet200_scan"])
+TINY_IMAGENET = _pinned(imagenet.BY_NAME["tiny_imagenet"])

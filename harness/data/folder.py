@@ -3,7 +3,8 @@
 Class indices follow the sorted class directory names of train; test must use only those.
 Images of the common formats (found recursively, as torchvision's ImageFolder does) are decoded
 with PIL as RGB and resized to `image_size` when one is given; otherwise they must all have one
-size.
+size. With `data.stream=true` they stay files, decoded the same way as a run reads them
+(crlbench.data.stream).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from crlbench.data.base import ImageData
 from crlbench.data.resize import resize_images
+from crlbench.data.stream import ImageFiles
 from crlbench.errors import UserError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -101,7 +103,12 @@ def _stack(name: str, images: list[Tensor], paths: list[Path]) -> Tensor:
     return torch.stack(images)
 
 
-def load(name: str, root: Path, image_size: int | None) -> ImageData:
+def load(name: str, root: Path, image_size: int | None, stream: bool = False) -> ImageData:
+    """Both splits, decoded into memory, or as ImageFiles read while the run trains when
+    `stream` (which needs image_size: streamed images are decoded to one side)."""
+    if stream and image_size is None:
+        raise UserError(f"dataset {name}: data.stream=true reads images as the run goes, so they "
+                        "must be decoded to one side: pass data.image_size=N")
     train_dir, test_dir = split_dirs(name, root)
     classes = [d.name for d in _class_dirs(train_dir)]
     if not classes:
@@ -115,6 +122,10 @@ def load(name: str, root: Path, image_size: int | None) -> ImageData:
     tensors = {}
     for split, directory in (("train", train_dir), ("test", test_dir)):
         paths, labels = _list_split(name, directory, classes)
+        if stream:
+            tensors[split] = (ImageFiles(paths, name, image_size, decode),
+                              torch.tensor(labels, dtype=torch.int64))
+            continue
         with ThreadPoolExecutor(workers) as pool:
             images = list(pool.map(lambda p: decode(p, name, image_size), paths))
         tensors[split] = (_stack(name, images, paths), torch.tensor(labels, dtype=torch.int64))

@@ -37,7 +37,8 @@ from crlbench.errors import UserError
 from crlbench.resolve import check_available, dataset_names, load_dataset, resolve_dataset
 
 BUILTINS = ["digits", "digits_rgb", "mnist", "fashion_mnist", "cifar10", "cifar100", "cifar20",
-            "stl10"]
+            "stl10", "imagenet10", "imagenet_dogs", "imagenet100_cmc", "imagenet50_scan",
+            "imagenet100_scan", "imagenet200_scan", "tiny_imagenet"]
 
 
 # --- catalogue and names ---------------------------------------------------------------------
@@ -56,8 +57,8 @@ def test_builtin_catalogue():
 
 def test_dataset_names_adds_folders_and_refuses_clashes():
     assert dataset_names() == sorted(BUILTINS)  # as registered in crlbench.datasets
-    assert dataset_names({"zeta": "/z", "imagenet10": "/i"}) == [*sorted(BUILTINS), "imagenet10",
-                                                                 "zeta"]
+    assert dataset_names({"zeta": "/z", "myfolder": "/i"}) == [*sorted(BUILTINS), "myfolder",
+                                                                "zeta"]
     with pytest.raises(UserError, match=r"cifar10.*registered dataset"):
         dataset_names({"cifar10": "/somewhere"})
 

@@ -13,7 +13,8 @@ from crlbench.bench.targets import judge
 from crlbench.cli import main
 
 TINY = ["backbone=convnet_tiny", "batch_size=16", "image_size=16", "steps=2", "warmup=1",
-        "eval_sizes=[300]", "compile=false", "device=cpu"]
+        "eval_sizes=[300]", "compile=false", "device=cpu", "stream_images=24",
+        "stream_batch=8", "stream_source_size=[64,48]", "stream_side=32"]
 
 
 def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
@@ -65,9 +66,30 @@ def test_bench_measures_everything_and_writes_json(tmp_path: Path, capsys):
     assert fixed["dataset"] == "digits" and fixed["total_s"] > 0
     assert set(fixed["seconds"]) == {"device_init", "data", "build", "first_step"}
 
+    stream = res["stream"]
+    assert stream["generated"] and stream["images"] == 24 and stream["side"] == 32
+    assert [r["workers"] for r in stream["runs"]] == [0, 1]
+    assert all(r["harness_images_per_s"] > 0 and r["torchvision_images_per_s"] > 0
+               for r in stream["runs"])
+    assert stream["mean_abs_difference"] < 8  # the same images, resized by other code
+
     status = {t["name"]: t["status"] for t in res["targets"]}
     assert status["train_eager"].startswith("not applicable")
     assert status["cpu_fixed_cost_s"] in ("pass", "fail")
+    assert status["cpu_stream_speedup"] in ("pass", "fail")
+
+
+def test_the_stream_part_reads_a_given_folder(tmp_path: Path, capsys):
+    from crlbench.bench.stream import write_jpegs
+
+    write_jpegs(tmp_path / "folder", 12, (40, 30), classes=3, seed=0)
+    out = tmp_path / "b.json"
+    assert main(["bench", "parts=[stream]", "workers=[0]", "stream_batch=5", "stream_side=16",
+                 f"stream_folder={tmp_path / 'folder'}", f"output={out}"]) == 0
+    assert "streaming a folder, decoded images/s (12 images of" in capsys.readouterr().out
+    stream = json.loads(out.read_text())["stream"]
+    assert not stream["generated"] and stream["folder"] == str(tmp_path / "folder")
+    assert stream["images"] == 12 and stream["runs"][0]["workers"] == 0
 
 
 def test_the_evaluation_part_at_a_thread_count_with_growth_per_evaluator(tmp_path: Path):
@@ -161,6 +183,8 @@ def test_phases_of_a_step_are_the_step(tmp_path: Path):
     ("method=nosuch", "unknown method 'nosuch'"),
     ("threads=0", "'threads' must be at least 1"),
     ("thread_counts=[0]", "'thread_counts' must be counts >= 1"),
+    ("stream_source_size=[64]", "'stream_source_size' must be [width, height]"),
+    ("stream_folder=/nonexistent/folder", "'stream_folder' /nonexistent/folder is not a folder"),
 ])
 def test_bad_overrides_exit_2_with_one_line(arg, expected, tmp_path, capsys):
     assert main(["bench", arg, f"output={tmp_path}/b.json"]) == 2

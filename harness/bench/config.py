@@ -9,6 +9,7 @@ one-line UserError; the checks below add ranges and closed choices.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,7 +23,7 @@ from crlbench.config import (
 from crlbench.errors import UserError
 from crlbench.loader import apply_overrides, resolve_config
 
-PARTS = ("fixed", "throughput", "baseline", "profile", "threads", "eval")
+PARTS = ("fixed", "throughput", "baseline", "profile", "threads", "eval", "stream")
 MIN_EVAL_SIZE = 100
 
 
@@ -63,6 +64,14 @@ class BenchConfig:
     # torch threads (and the peers' BLAS threads) for the whole benchmark, as a run with
     # resources.cpu_per_run=threads sets them (a run's default is 1); None keeps torch's default
     threads: int | None = 1
+    # (g): streaming an image folder (crlbench.bench.stream) against torchvision's ImageFolder
+    # DataLoader, at each of `workers` worker processes; without stream_folder, stream_images
+    # generated JPEGs of stream_source_size (width, height)
+    stream_folder: str | None = None  # <folder>/<class>/<image>, e.g. ImageNet's train/
+    stream_images: int = 2000
+    stream_source_size: list[int] = field(default_factory=lambda: [500, 375])
+    stream_side: int = 96  # decoded to side x side (shorter side resized, centre kept)
+    stream_batch: int = 256
     # (d): the fixed cost of a run on a real dataset (embedded digits needs no files)
     dataset: str = "digits"
     data: DataConfig = field(default_factory=DataConfig)
@@ -101,7 +110,8 @@ def check(cfg: DictConfig) -> None:
 
     for key, low in (("batch_size", 2), ("image_size", 2), ("steps", 1), ("warmup", 0),
                      ("pool_batches", 1), ("profile_steps", 1), ("feature_dim", 1),
-                     ("classes", 2), ("width", 1)):
+                     ("classes", 2), ("width", 1), ("stream_images", 1), ("stream_side", 8),
+                     ("stream_batch", 1)):
         _at_least(cfg, key, low)
     _one_of(cfg, "precision", PRECISIONS)
     _one_of(cfg, "optimizer", OPTIMIZERS)
@@ -117,6 +127,13 @@ def check(cfg: DictConfig) -> None:
     if any(n < MIN_EVAL_SIZE for n in cfg.eval_sizes):
         raise UserError(f"'eval_sizes' must each be >= {MIN_EVAL_SIZE}, "
                         f"got {list(cfg.eval_sizes)}")
+    if len(cfg.stream_source_size) != 2 or min(cfg.stream_source_size) < 8:
+        raise UserError(f"'stream_source_size' must be [width, height], each >= 8, got "
+                        f"{list(cfg.stream_source_size)}")
+    if "stream" in cfg.parts and cfg.stream_folder and not Path(
+            cfg.stream_folder).expanduser().is_dir():
+        raise UserError(f"'stream_folder' {cfg.stream_folder} is not a folder; give an "
+                        "ImageFolder tree <folder>/<class>/<image>")
     unknown = [p for p in cfg.parts if p not in PARTS]
     if unknown or not cfg.parts:
         raise UserError(f"'parts' must be a non-empty list of {', '.join(PARTS)}, "

@@ -134,6 +134,21 @@ def fixed_table(results: dict[str, Any]) -> Table | None:
     return table
 
 
+def stream_table(results: dict[str, Any]) -> Table | None:
+    st = results.get("stream")
+    if not st:
+        return None
+    source = (f"{st['images']} generated {st['source_size'][0]}x{st['source_size'][1]} JPEGs"
+              if st["generated"] else f"{st['images']} images of {st['folder']}")
+    table = Table("workers", "harness", "torchvision ImageFolder", "speed-up",
+                  title=f"streaming a folder, decoded images/s ({source} to "
+                        f"{st['side']}x{st['side']}, batch {st['batch_size']})")
+    for row in st["runs"]:
+        table.add_row(str(row["workers"]), _rate(row["harness_images_per_s"]),
+                      _rate(row["torchvision_images_per_s"]), f"x{row['speedup']:.2f}")
+    return table
+
+
 def targets_table(results: dict[str, Any]) -> Table:
     table = Table("target", "goal", "measured", "status", title="speed targets")
     for t in results["targets"]:
@@ -150,7 +165,7 @@ def print_report(console: Console, results: dict[str, Any], path: Path) -> None:
     console.print(f"torch threads: {results['threads_used']} (a run's resources.cpu_per_run"
                   f" sets them; threads=N to measure at N)", markup=False, highlight=False)
     for make in (training_table, profile_table, threads_table, eval_table, peers_table, fixed_table,
-                 targets_table):
+                 stream_table, targets_table):
         table = make(results)
         if table is not None:
             console.print(table)

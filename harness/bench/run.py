@@ -23,6 +23,7 @@ from crlbench.bench.fixedcost import measure_fixed_cost
 from crlbench.bench.model import device_of, synthetic_images, synthetic_stepper
 from crlbench.bench.profile import measure_profile
 from crlbench.bench.report import default_output, environment, print_report
+from crlbench.bench.stream import measure_stream
 from crlbench.bench.targets import judge
 from crlbench.bench.threads import measure_threads
 from crlbench.bench.throughput import measure_throughput, time_loop
@@ -96,6 +97,8 @@ def _run_bench(cfg: DictConfig, overrides: list[str], console: Console) -> Path:
     del stepper
     if "eval" in parts and cfg.eval_sizes:
         results["eval"] = measure_eval(cfg, device)
+    if "stream" in parts and cfg.workers:
+        results["stream"] = measure_stream(cfg)
     results["targets"] = judge(cfg, device.type, results)
     path = Path(cfg.output).expanduser() if cfg.output else default_output(device)
     write_json_atomic(path, results)

@@ -63,6 +63,12 @@ def _fixed(results: dict[str, Any]) -> float | None:
     return part["total_s"] if part else None
 
 
+def _worst_stream_speedup(results: dict[str, Any]) -> float | None:
+    """The streaming reader over torchvision's ImageFolder loader, at its worst worker count."""
+    runs = (results.get("stream") or {}).get("runs", [])
+    return min(row["speedup"] for row in runs) if runs else None
+
+
 def _default_eval(cfg: DictConfig) -> bool:
     return OmegaConf.to_container(cfg.eval) == OmegaConf.to_container(
         OmegaConf.structured(EvalConfig))
@@ -85,6 +91,8 @@ TARGETS = (
            "threads", ">=", 1.3, "cpu", {"backbone": ("convnet_tiny",)}, _worst_baseline_ratio),
     Target("cpu_fixed_cost_s", "per-run fixed cost on the CPU, seconds", "<=", 2.0, "cpu",
            CPU_FIXED_SETTING, _fixed),
+    Target("cpu_stream_speedup", "streaming folder reader / torchvision ImageFolder "
+           "DataLoader, equal workers", ">=", 1.0, "cpu", {}, _worst_stream_speedup),
 )
 
 

@@ -33,15 +33,42 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+# Set on worker 0 once training is over: it then evaluates alone, every collective the identity
+_alone = False
+
+
+def launched() -> bool:
+    """Whether this process is one worker of a run on several (the process group is up)."""
+    return dist.is_available() and dist.is_initialized()
+
 
 def world_size() -> int:
-    """Workers of this run: 1 outside a distributed run."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    """Workers of this run taking part in collectives: 1 outside a distributed run, and on
+    worker 0 after `end_training`."""
+    return dist.get_world_size() if launched() and not _alone else 1
 
 
 def rank() -> int:
     """This worker's index: 0 outside a distributed run."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if launched() else 0
+
+
+def start_run() -> None:
+    """Called by worker 0 as a run starts: every worker takes part in collectives again."""
+    global _alone
+    _alone = False
+
+
+def end_training(barrier: bool = True) -> None:
+    """Called by every worker when the train stage is over (`barrier=False` on worker 0 when
+    it told the others there is nothing to train): the others leave, worker 0 goes on alone.
+    None then waits in a collective while worker 0 evaluates, however long that takes."""
+    global _alone
+    if world_size() == 1:
+        return
+    if barrier:
+        dist.barrier()
+    _alone = True
 
 
 def is_main() -> bool:
@@ -116,8 +143,9 @@ def mean_over_workers(x: Tensor) -> Tensor:
 @torch.no_grad()
 def average_gradients(params: Iterable[nn.Parameter]) -> None:
     """Each gradient replaced by its mean over workers, in one flat all_reduce per dtype and
-    device. A parameter without a gradient on this worker counts as a zero gradient (every
-    worker then takes part in the same collective)."""
+    device. A parameter without a gradient on this worker counts as a zero gradient there (every
+    worker takes part in the same collective); one without a gradient on any worker keeps
+    none, as in one process, so that the optimiser skips it (no weight decay, no momentum)."""
     n = world_size()
     if n == 1:
         return
@@ -125,15 +153,17 @@ def average_gradients(params: Iterable[nn.Parameter]) -> None:
     for p in params:
         if p.requires_grad:
             groups.setdefault((p.dtype, p.device), []).append(p)
-    for plist in groups.values():
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                          for p in plist])
-        dist.all_reduce(flat)
-        flat /= n
+    for (dtype, device), plist in groups.items():
+        has = torch.tensor([p.grad is not None for p in plist], dtype=dtype, device=device)
+        flat = torch.cat([*((p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                            for p in plist), has])
+        dist.all_reduce(flat)  # the gradients' sums, then how many workers had each
+        counts = flat[-len(plist):].tolist()
+        flat = flat[:-len(plist)] / n
         offset = 0
-        for p in plist:
+        for p, count in zip(plist, counts, strict=True):
             size = p.numel()
-            p.grad = flat[offset:offset + size].view_as(p).clone()
+            p.grad = flat[offset:offset + size].view_as(p).clone() if count else None
             offset += size
 
 

@@ -266,6 +266,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
     if not distributed.is_main():
         _follow(spec, store, on_epoch)
         return None
+    distributed.start_run()
     path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
     timer = PhaseTimer()
     record = new_record(spec)
@@ -281,7 +282,9 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
             raise NoKeptWeights(f"{spec.label} has no kept weights any more (changed or removed "
                                 "since the command started); `crlbench run` trains it")
         # the other workers train only when worker 0 does
-        distributed.broadcast_object(kept is None and spec.plugin.obj.trainable)
+        trains = distributed.broadcast_object(kept is None and spec.plugin.obj.trainable)
+        if not trains:
+            distributed.end_training(barrier=False)
         trackers = Trackers(spec.config.get("loggers", ()), spec, path)
         _run(spec, path, device, timer, record, trackers.on_epoch(on_epoch),
              cache or DatasetCache(), kept)
@@ -305,7 +308,7 @@ def execute(spec: RunSpec, store: Path, on_epoch: EpochCallback | None = None,
     except (TypeError, ValueError) as e:  # a value a plugin put in the record is not JSON data
         return record_failure(spec, store, _error(e))
     remove_superseded(superseded)
-    if record["status"] != "ok" and distributed.world_size() > 1:
+    if record["status"] != "ok" and distributed.launched():
         raise RunFailed(record["error"]["message"])
     return record
 
@@ -331,6 +334,7 @@ def _follow(spec: RunSpec, store: Path, on_epoch: EpochCallback | None) -> None:
         amp = device.type == "cuda" and cfg.train.precision != "fp32"
         path = record_path(store, spec.suite, spec.method, spec.dataset, spec.run_id)
         _train_stage(spec, cfg, device, d, method, ctx, augmenter, path, on_epoch, amp)
+        distributed.end_training()  # worker 0 evaluates alone; this worker is done
     finally:
         torch.set_num_threads(threads)
 
@@ -522,7 +526,7 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
     with timer.phase("build"):
         method, ctx, record["method_details"] = _build_stage(
             spec, cfg, device, d, trains=kept is None and spec.plugin.obj.trainable)
-    if distributed.world_size() > 1:
+    if distributed.world_size() > 1:  # training on several workers
         record["distributed"] = distributed_section(spec.config, device)
     amp = device.type == "cuda" and cfg.train.precision != "fp32"
     augmenter = Augmenter.from_config(cfg.augment, d.data.image_size)
@@ -530,13 +534,15 @@ def _run(spec: RunSpec, path: Path, device: torch.device, timer: PhaseTimer,
     if kept is not None:
         with timer.phase("load_weights"):
             load_weights(method, kept.path, kept.record["weights"]["sha256"])
-        for key in ("train", "history", "weights"):
-            record[key] = kept.record[key]
+        for key in ("train", "history", "weights", "distributed"):
+            if key in kept.record:
+                record[key] = kept.record[key]
         record["weights_from"] = trained_in(kept.record)
     else:
         with timer.phase("train"):
             result, record["train"] = _train_stage(spec, cfg, device, d, method, ctx,
                                                    augmenter, path, on_epoch, amp)
+        distributed.end_training()  # the other workers leave; this one evaluates alone
         record["history"] = result.history
         if spec.plugin.obj.trainable and spec.config.get("keep_weights", True):
             record["weights"] = save_weights(

@@ -203,7 +203,9 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
     for epoch in range(result.resumed_from_epoch, cfg.epochs):
         epoch_start = time.perf_counter()
         torch.manual_seed(derive_seed(setup.seed, epoch, 0))
-        order_gen = torch.Generator(device=setup.images.device)
+        # the order is drawn on the CPU wherever the images are, so that it is the same for
+        # images on the GPU, in host memory or streamed, and on every worker
+        order_gen = torch.Generator()
         order_gen.manual_seed(derive_seed(setup.seed, epoch, 1))
         aug_gen = torch.Generator(device=device)
         aug_gen.manual_seed(derive_seed(setup.seed, epoch, 2))
@@ -211,7 +213,7 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         method.train()
         method.before_epoch(epoch, loader)
         distributed.broadcast_state(method)  # what the hook set (k-means labels) is worker 0's
-        order = torch.randperm(n, generator=order_gen, device=setup.images.device)
+        order = torch.randperm(n, generator=order_gen)
         pending: list[tuple[int, dict[str, Tensor]]] = []
         sums: dict[str, Tensor] = {}
         # this worker's rows of each step; streamed images are decoded ahead of the steps

@@ -203,6 +203,10 @@ def check_distributed(cfg: DictConfig) -> None:
             cfg.device == "cpu" or gpus == 0):
         raise UserError("distributed.backend=nccl needs GPUs; use distributed.backend=gloo (or "
                         "auto) to train on the CPU")
+    if workers > 1 and str(cfg.device).startswith("cuda:"):
+        raise UserError(f"device={cfg.device} names one GPU, and each of the {workers} workers "
+                        "of a run has its own (worker r on GPU r, or the GPU Ray gives it); use "
+                        "device=cuda or auto")
     _at_least_1({"distributed.timeout_s": cfg.distributed.timeout_s})
 
 

@@ -79,6 +79,22 @@ def test_global_batch_norm_and_gather_give_one_process_values_and_gradients():
         torch.testing.assert_close(two[key], value, rtol=1e-5, atol=1e-6, msg=key)
 
 
+def _grads_after_averaging() -> dict[str, torch.Tensor]:
+    """a: a gradient on both workers; b: on none; c: on worker 0 only."""
+    a, b, c = (nn.Parameter(torch.ones(3)) for _ in range(3))
+    loss = (2 * a).sum() + ((4 * c).sum() if distributed.rank() == 0 else 0)
+    loss.backward()
+    distributed.average_gradients([a, b, c])
+    return {"a": a.grad, "b_has_grad": torch.tensor(b.grad is not None), "c": c.grad}
+
+
+def test_averaged_gradients_are_means_and_none_stays_none_as_in_one_process():
+    out = on_two_workers(_grads_after_averaging)
+    assert torch.equal(out["a"], torch.full((3,), 2.0))
+    assert not out["b_has_grad"]  # the optimiser skips it: no weight decay, no momentum
+    assert torch.equal(out["c"], torch.full((3,), 2.0))  # worker 1 counts as a zero
+
+
 def test_an_augmented_slice_gets_the_rows_of_the_whole_batch():
     images = torch.randint(0, 256, (10, 3, 12, 12), dtype=torch.uint8)
     aug = Augmenter("simclr", 8)
@@ -211,6 +227,26 @@ def test_a_two_worker_run_that_failed_resumes_from_worker_0s_checkpoint(
     assert resumed["metrics"] == straight["metrics"]
 
 
+SLOW_EVALUATOR = '''
+import time
+
+def slow(emb, cfg, seed):
+    """Takes longer than the collectives' timeout."""
+    time.sleep(10)
+    return {"slow_score": 1.0}, {}
+'''
+
+
+@pytest.mark.slow
+def test_worker_0_evaluates_alone_however_long_it_takes(tiny, tmp_path, plugin_dir):
+    plugin_dir("fake-slow-eval", {"slow": "fake_slow_eval:slow"},
+               {"fake_slow_eval": SLOW_EVALUATOR}, group="crlbench.evaluators")
+    assert main(["run", "suite=quickstart", *tiny, *TWO, "seeds=[0]", "method=simclr",
+                 "eval.metrics=[knn,slow]", "distributed.timeout_s=5"]) == 0
+    (record,) = scan(tmp_path / "results").records
+    assert record["metrics"]["slow_score"] == 1.0 and record["distributed"]["workers"] == 2
+
+
 @pytest.mark.slow
 def test_ray_train_runs_a_two_worker_run_as_the_local_processes_do(tiny, tmp_path):
     args = ["run", "suite=quickstart", *tiny, *TWO, "seeds=[0]", "method=simclr"]
@@ -266,6 +302,16 @@ def test_workers_on_more_gpus_than_this_machine_has_exit_2(tiny, monkeypatch, ca
     assert main(["run", "suite=quickstart", *tiny, "distributed.workers=2", "seeds=[0]",
                  "method=simclr"]) == 2
     assert "distributed.workers=2 GPUs, and this machine has 1" in capsys.readouterr().err
+
+
+def test_workers_pinned_to_one_gpu_exit_2(tiny, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    tiny = [o for o in tiny if o != "device=cpu"]
+    assert main(["run", "suite=quickstart", *tiny, "distributed.workers=2", "device=cuda:1",
+                 "seeds=[0]", "method=simclr"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "device=cuda:1 names one GPU" in err and "\n" not in err
 
 
 def test_one_worker_runs_keep_their_ids_and_gpu_per_run_asks_for_workers():

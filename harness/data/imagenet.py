@@ -103,43 +103,45 @@ def file_sha256(filename: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _scan_source(name: str) -> str:
-    return (f"SCAN (Van Gansbeke et al. 2020), wvangansbeke/Unsupervised-Classification "
-            f"data/imagenet_subsets/{name} at 952ec31")
+def _scan_subset(classes: int, summary: str, sha256: str) -> PinnedSubset:
+    """One of SCAN's lists: no train totals given, so only ImageNet's range per class."""
+    source = ("SCAN (Van Gansbeke et al. 2020), wvangansbeke/Unsupervised-Classification "
+              f"data/imagenet_subsets/imagenet_{classes}.txt at 952ec31")
+    return PinnedSubset(f"imagenet{classes}_scan", summary, f"imagenet{classes}_scan.txt",
+                        sha256, source, "imagenet", 224, None, IMAGENET_TRAIN_PER_CLASS,
+                        IMAGENET_VAL_PER_CLASS)
+
+
+def _cc_subset(name: str, summary: str, filename: str, sha256: str, source_file: str,
+               train_total: int) -> PinnedSubset:
+    """One of CC's lists: its train total is 1,300 images a class, ImageNet's most."""
+    source = ("Contrastive Clustering (Li et al. 2021), Yunfan-Li/Contrastive-Clustering "
+              f"datasets/{source_file} at 61daba8")
+    return PinnedSubset(name, summary, filename, sha256, source, "imagenet", 224, train_total,
+                        (1300, 1300), IMAGENET_VAL_PER_CLASS)
 
 
 SUBSETS = (
-    PinnedSubset("imagenet10", "ImageNet-10: 10 ImageNet classes of CC and DAC, 13,000/500",
-                 "imagenet10.txt",
-                 "e966ac0dac69bd6d93261cad225f6900a85dc1ef4aee098b1d2ecba988def8be",
-                 "Contrastive Clustering (Li et al. 2021), Yunfan-Li/Contrastive-Clustering "
-                 "datasets/ImageNet-10.txt at 61daba8", "imagenet", 224, 13_000,
-                 (1300, 1300), IMAGENET_VAL_PER_CLASS),
-    PinnedSubset("imagenet_dogs", "ImageNet-Dogs: 15 dog breeds of CC and DAC, 19,500/750",
-                 "imagenet_dogs.txt",
-                 "4667a7ea6e7bdcb8e68afa26f8171defd377d1ae0fca3bb880e90d87440e52ad",
-                 "Contrastive Clustering (Li et al. 2021), Yunfan-Li/Contrastive-Clustering "
-                 "datasets/ImageNet-dogs.txt at 61daba8", "imagenet", 224, 19_500,
-                 (1300, 1300), IMAGENET_VAL_PER_CLASS),
+    _cc_subset("imagenet10", "ImageNet-10: 10 ImageNet classes of CC and DAC, 13,000/500",
+               "imagenet10.txt",
+               "e966ac0dac69bd6d93261cad225f6900a85dc1ef4aee098b1d2ecba988def8be",
+               "ImageNet-10.txt", 13_000),
+    _cc_subset("imagenet_dogs", "ImageNet-Dogs: 15 dog breeds of CC and DAC, 19,500/750",
+               "imagenet_dogs.txt",
+               "4667a7ea6e7bdcb8e68afa26f8171defd377d1ae0fca3bb880e90d87440e52ad",
+               "ImageNet-dogs.txt", 19_500),
     PinnedSubset("imagenet100_cmc", "ImageNet-100 of CMC and solo-learn, 126,689/5,000",
                  "imagenet100_cmc.txt",
                  "79f3f1552ccc478ce24bd934b4573625db584ddc1f4643ae23c994a94cb11397",
                  "CMC (Tian et al. 2020), HobbitLong/CMC imagenet100.txt at 7b227be "
                  "(solo-learn ships the same list)", "imagenet", 224, 126_689,
                  IMAGENET_TRAIN_PER_CLASS, IMAGENET_VAL_PER_CLASS),
-    PinnedSubset("imagenet50_scan", "ImageNet-50 of SCAN, val 2,500", "imagenet50_scan.txt",
-                 "1bf348de16b5d843b7e410a1ca302345dc74c27e9093bd327addec0c216da1f9",
-                 _scan_source("imagenet_50.txt"), "imagenet", 224, None,
-                 IMAGENET_TRAIN_PER_CLASS, IMAGENET_VAL_PER_CLASS),
-    PinnedSubset("imagenet100_scan", "ImageNet-100 of SCAN (not CMC's), val 5,000",
-                 "imagenet100_scan.txt",
-                 "cc76c3260eea6dd829d363702c89f321195dc45e060091558160ebff95d3f938",
-                 _scan_source("imagenet_100.txt"), "imagenet", 224, None,
-                 IMAGENET_TRAIN_PER_CLASS, IMAGENET_VAL_PER_CLASS),
-    PinnedSubset("imagenet200_scan", "ImageNet-200 of SCAN, val 10,000", "imagenet200_scan.txt",
-                 "8f129a78304272c83c39eb362ffd340395f60422b27a4134b71d448613a49766",
-                 _scan_source("imagenet_200.txt"), "imagenet", 224, None,
-                 IMAGENET_TRAIN_PER_CLASS, IMAGENET_VAL_PER_CLASS),
+    _scan_subset(50, "ImageNet-50 of SCAN, val 2,500",
+                 "1bf348de16b5d843b7e410a1ca302345dc74c27e9093bd327addec0c216da1f9"),
+    _scan_subset(100, "ImageNet-100 of SCAN (not CMC's), val 5,000",
+                 "cc76c3260eea6dd829d363702c89f321195dc45e060091558160ebff95d3f938"),
+    _scan_subset(200, "ImageNet-200 of SCAN, val 10,000",
+                 "8f129a78304272c83c39eb362ffd340395f60422b27a4134b71d448613a49766"),
     PinnedSubset("tiny_imagenet", "Tiny-ImageNet: 200 classes, 64x64, 100,000/10,000",
                  "tiny_imagenet.txt",
                  "a36eb4b603007f1985cdfbfc5987166a2710b3c6f0f6d3e29636fc129bba527b",

@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from crlbench.errors import UserError
+
 # decode(path, dataset name, side) -> uint8 [3, side, side]; a module-level function, so that
 # DataLoader workers can receive it
 Decoder = Callable[[Path, str, int], Tensor]
@@ -116,7 +118,8 @@ def read_batches(images: Tensor | ImageFiles, batches: Iterable[Tensor | range],
     DataLoader worker processes (each decoding whole batches ahead) for ImageFiles."""
     if not isinstance(images, ImageFiles):
         for rows in batches:
-            yield images[rows if isinstance(rows, Tensor) else slice(rows.start, rows.stop)]
+            yield images[rows.to(images.device, non_blocking=True) if isinstance(rows, Tensor)
+                         else slice(rows.start, rows.stop)]
         return
     lists = [[int(i) for i in (r.tolist() if isinstance(r, Tensor) else r)] for r in batches]
     if not lists:
@@ -130,7 +133,17 @@ def read_batches(images: Tensor | ImageFiles, batches: Iterable[Tensor | range],
     loader = DataLoader(_Decoded(images), batch_sampler=lists, num_workers=images.workers,
                         collate_fn=_stack, pin_memory=pin, prefetch_factor=2,
                         generator=torch.Generator().manual_seed(0))
-    yield from loader
+    try:
+        yield from loader
+    except UserError as e:  # re-raised by the DataLoader with the worker's traceback in it
+        raise UserError(_worker_message(str(e))) from e
+
+
+def _worker_message(text: str) -> str:
+    """A decoding error's own line out of the text a DataLoader worker's exception carries."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    return last.split("UserError: ", 1)[-1]
 
 
 def ranges(n: int, batch_size: int) -> list[range]:
@@ -149,22 +162,8 @@ def concat(parts: Sequence[Tensor | ImageFiles]) -> Tensor | ImageFiles:
     return torch.cat(list(parts))
 
 
-# Streamed images' channel mean and std come from an evenly spaced sample of at most this many
-# (a whole decoding pass of ImageNet only for two statistics would cost as much as an epoch)
-STATS_IMAGES = 10_000
-
-
-def stats_sample(images: Tensor | ImageFiles) -> Tensor | ImageFiles:
-    """What the channel statistics are computed on: all of an in-memory set, a fixed sample
-    of STATS_IMAGES of a streamed one."""
-    if not isinstance(images, ImageFiles) or len(images) <= STATS_IMAGES:
-        return images
-    return images.take(torch.linspace(0, len(images) - 1, STATS_IMAGES).round().long())
-
-
 def reader_of(images: Tensor | ImageFiles) -> dict[str, object]:
     """The record's note of which path a run read its images by."""
     if not isinstance(images, ImageFiles):
         return {"path": "memory"}
-    return {"path": "stream", "workers": images.workers, "decoded_to": images.side,
-            "stats_images": len(stats_sample(images))}
+    return {"path": "stream", "workers": images.workers, "decoded_to": images.side}

@@ -190,7 +190,9 @@ def _trial_resources(cfg: Any) -> dict[str, float]:
                         f"Ray cluster has (at most {largest:g}); lower it, or give a local Ray "
                         "more with ray.num_cpus, or join a larger cluster with ray.address")
     gpus = ray.cluster_resources().get("GPU", 0)
-    gpu = min(float(cfg.resources.gpu_per_run), gpus) if gpus > 0 else 0.0
+    # one GPU at most: gpu_per_run > 1 means that many workers, and a one-process run (a
+    # method that does not train) would otherwise wait for a node with them all
+    gpu = min(float(cfg.resources.gpu_per_run), 1.0, gpus) if gpus > 0 else 0.0
     return {"cpu": cpu, "gpu": gpu}
 
 

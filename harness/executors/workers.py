@@ -64,7 +64,7 @@ def _outcome(spec: RunSpec, store: Path, started: float,
     mine = path.is_file() and path.stat().st_mtime >= started
     if error is None and mine:
         return read_record(path)
-    if mine and (is_done(path) or error is None or error.get("worker", 0) == 0):
+    if mine and (is_done(path) or error is None or error.get("worker") in (0, None)):
         return read_record(path)
     return record_failure(spec, store, error or {
         "type": "WorkerError", "message": "the workers ended without a record"})
@@ -86,8 +86,9 @@ def _process_main(rank: int, workers: int, init: str, backend: str, gpus: bool,
                             timeout=timedelta(seconds=timeout_s))
     try:
         on_epoch = (lambda e, n, terms: events.put((e, n, terms))) if rank == 0 else None
+        # the others return once training is over (crlbench.distributed.end_training),
+        # while worker 0 evaluates alone: no collective is pending then
         execute(RunSpec(**fields), Path(store), on_epoch=on_epoch, weights=weights)
-        dist.barrier()  # no worker tears the group down while another still uses it
     finally:
         dist.destroy_process_group()
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,19 +94,32 @@ def tiny_tree(root: Path, wnids: list[str], train: int = 500, val: int = 50) -> 
     return root
 
 
+@contextmanager
+def in_memory_folder(fallback: Path) -> Iterator[Path]:
+    """A folder for trees of many empty files: in memory (/dev/shm) where there is one, since
+    a disk takes ten times longer to make them; removed afterwards."""
+    shm = Path("/dev/shm")
+    root = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    try:
+        yield root or fallback
+    finally:
+        if root is not None:
+            shutil.rmtree(root)
+
+
+@pytest.fixture
+def fast_path(tmp_path) -> Iterator[Path]:
+    with in_memory_folder(tmp_path) as root:
+        yield root
+
+
 @pytest.fixture(scope="module")
 def full_trees(tmp_path_factory) -> Iterator[Path]:
-    """Every definition's tree at its release's counts: about 520,000 empty files, in memory
-    (/dev/shm) where there is one, since a disk takes ten times longer to make them."""
-    shm = Path("/dev/shm")
-    use_shm = shm.is_dir() and os.access(shm, os.W_OK)
-    root = Path(tempfile.mkdtemp(dir=shm)) if use_shm else tmp_path_factory.mktemp("data")
-    try:
+    """Every definition's tree at its release's counts: about 520,000 empty files."""
+    with in_memory_folder(tmp_path_factory.mktemp("data")) as root:
         imagenet_tree(root, _train_counts())
         tiny_tree(root, imagenet.BY_NAME["tiny_imagenet"].wnids())
         yield root
-    finally:
-        shutil.rmtree(root)
 
 
 @pytest.mark.slow
@@ -121,8 +135,8 @@ def test_every_definition_accepts_a_tree_of_its_release(full_trees, name):
 
 
 @pytest.fixture
-def imagenet10_tree(tmp_path) -> Path:
-    return imagenet_tree(tmp_path, dict.fromkeys(imagenet.BY_NAME["imagenet10"].wnids(), 1300))
+def imagenet10_tree(fast_path) -> Path:
+    return imagenet_tree(fast_path, dict.fromkeys(imagenet.BY_NAME["imagenet10"].wnids(), 1300))
 
 
 def _check(name: str, root: Path) -> None:
@@ -153,31 +167,31 @@ def test_a_class_with_an_image_too_few_or_a_val_image_too_many_is_refused(imagen
         _check("imagenet10", imagenet10_tree)
 
 
-def test_a_wrong_train_total_is_refused_where_the_source_pins_one(tmp_path):
+def test_a_wrong_train_total_is_refused_where_the_source_pins_one(fast_path):
     cmc = imagenet.BY_NAME["imagenet100_cmc"]
-    imagenet_tree(tmp_path, dict.fromkeys(cmc.wnids(), 1300))  # 130,000, each in range
+    imagenet_tree(fast_path, dict.fromkeys(cmc.wnids(), 1300))  # 130,000, each in range
     with pytest.raises(UserError, match=r"train holds 130,000 images, the pinned definition "
                                         r"expects 126,689 in its 100 classes"):
-        _check("imagenet100_cmc", tmp_path)
+        _check("imagenet100_cmc", fast_path)
 
 
-def test_a_scan_class_outside_imagenets_range_is_refused(tmp_path):
+def test_a_scan_class_outside_imagenets_range_is_refused(fast_path):
     scan50 = imagenet.BY_NAME["imagenet50_scan"]
     counts = dict.fromkeys(scan50.wnids(), 900)
     counts[scan50.wnids()[-1]] = 700
-    imagenet_tree(tmp_path, counts)
+    imagenet_tree(fast_path, counts)
     with pytest.raises(UserError, match=r"holds 700 images, the pinned definition expects "
                                         r"732 to 1,300"):
-        _check("imagenet50_scan", tmp_path)
+        _check("imagenet50_scan", fast_path)
 
 
-def test_tiny_imagenet_refuses_val_images_its_annotations_do_not_label(tmp_path):
+def test_tiny_imagenet_refuses_val_images_its_annotations_do_not_label(fast_path):
     wnids = imagenet.BY_NAME["tiny_imagenet"].wnids()
-    tiny_tree(tmp_path, wnids, train=500, val=50)
-    _check("tiny_imagenet", tmp_path)
-    (tmp_path / "tiny-imagenet-200" / "val" / "images" / "stray.JPEG").touch()
+    tiny_tree(fast_path, wnids, train=500, val=50)
+    _check("tiny_imagenet", fast_path)
+    (fast_path / "tiny-imagenet-200" / "val" / "images" / "stray.JPEG").touch()
     with pytest.raises(UserError, match=r"stray.JPEG has no line in .*val_annotations.txt"):
-        _check("tiny_imagenet", tmp_path)
+        _check("tiny_imagenet", fast_path)
 
 
 def test_a_missing_tree_is_one_line_exit_2_before_any_run(tmp_path, tiny, capsys):

@@ -15,7 +15,8 @@ from PIL import Image
 from crlbench.cli import main
 from crlbench.data import DatasetSource
 from crlbench.data.api import load_source
-from crlbench.data.stream import STATS_IMAGES, ImageFiles, ranges, read_batches, stats_sample
+from crlbench.data.stream import ImageFiles, ranges, read_batches
+from crlbench.errors import UserError
 from crlbench.preprocess import channel_stats
 from crlbench.store import scan
 
@@ -84,14 +85,20 @@ def test_take_and_concat_stay_files_and_train_plus_test_streams(folder):
     assert torch.equal(both[36:], streamed.test_images[:])
 
 
-def test_streamed_statistics_come_from_a_fixed_sample(folder):
+def test_streamed_statistics_equal_the_in_memory_ones(folder):
     streamed, memory = _load(folder, True), _load(folder, False)
-    assert channel_stats(streamed.train_images) == channel_stats(memory.train_images)
-    many = ImageFiles(streamed.train_images.paths * (STATS_IMAGES // 36 + 2), "shapes", 16,
-                      streamed.train_images.decode)
-    sample = stats_sample(many)
-    assert len(sample) == STATS_IMAGES and sample.paths[0] == many.paths[0]
-    assert sample.paths[-1] == many.paths[-1]
+    assert channel_stats(streamed.train_images, chunk=7) == channel_stats(memory.train_images,
+                                                                          chunk=7)
+
+
+def test_a_corrupt_file_found_by_a_decoding_worker_is_one_line(folder):
+    streamed = _load(folder, True).with_stream_workers(2)
+    bad = streamed.train_images.paths[3]
+    bad.write_bytes(b"not an image")
+    with pytest.raises(UserError) as info:
+        list(read_batches(streamed.train_images, ranges(36, 8)))
+    message = str(info.value)
+    assert message.startswith(f"dataset shapes: cannot decode image {bad}") and "\n" not in message
 
 
 def _run(tiny, folder: Path, results: Path, *extra: str) -> dict:
@@ -109,8 +116,7 @@ def test_a_streamed_run_equals_the_in_memory_run(tiny, folder, tmp_path):
     streamed = _run(tiny, folder, tmp_path / "streamed", "data.stream=true",
                     "data.stream_workers=2")
     assert memory["data"]["reader"] == {"path": "memory"}
-    assert streamed["data"]["reader"] == {"path": "stream", "workers": 2, "decoded_to": 16,
-                                          "stats_images": 36}
+    assert streamed["data"]["reader"] == {"path": "stream", "workers": 2, "decoded_to": 16}
     assert streamed["run_id"] == memory["run_id"]  # the same pixels: the same run
     assert [h["loss"] for h in streamed["history"]] == [h["loss"] for h in memory["history"]]
     assert streamed["metrics"] == memory["metrics"]

@@ -387,7 +387,9 @@ def _data_stage(spec: RunSpec, cfg: DictConfig, device: torch.device,
         data = data.with_stream_workers(int(cfg.data.stream_workers))
     data = _imbalanced(data, spec)
     pretrain = data.pretrain_images(cfg.data.use_unlabeled, cfg.data.train_split)
-    mean, std = channel_stats(data.train_images)
+    # worker 0's, on every worker: a streamed set's statistics cost a decoding pass
+    mean, std = distributed.broadcast_object(
+        channel_stats(data.train_images) if distributed.is_main() else None)
     train_images = _place(pretrain, device, cfg.data.on_device)
     unlabeled = data.unlabeled_images is not None and cfg.data.use_unlabeled
     section = {"train_size": len(data.train_images), "test_size": len(data.test_images),

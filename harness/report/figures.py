@@ -13,6 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from crlbench.errors import UserError
+from crlbench.report.cd import cd_figure
 from crlbench.report.kinds import FIGURE_KINDS
 from crlbench.report.plot import (
     curves_figure,
@@ -26,9 +27,9 @@ from crlbench.report.summary import Record
 
 KINDS: dict[str, Callable[..., Figure]] = dict(
     zip(FIGURE_KINDS, (imbalance_figure, kest_figure, tsne_figure, precision_figure,
-                       curves_figure), strict=True))
-# the figures that take a `metric` (the imbalance figure's, the curves' metric)
-WITH_METRIC = ("imbalance", "curves")
+                       curves_figure, cd_figure), strict=True))
+# the figures that take a `metric` (the imbalance figure's, the curves', the ranks')
+WITH_METRIC = ("imbalance", "curves", "cd")
 
 
 @dataclass
@@ -48,7 +49,7 @@ def make_figures(
     records: Iterable[Record], kind: str, output: Path, suite: str, metric: str | None = None
 ) -> Figures:
     """Draw and save the figure `kind` (or `all`) of `records`; `metric` is the imbalance
-    figure's and the learning curves' metric."""
+    figure's, the learning curves' and the critical-difference diagram's metric."""
     if kind != "all" and kind not in KINDS:
         raise UserError(f"unknown figure {kind!r}; choose one of: {', '.join(KINDS)}, all")
     records = list(records)

@@ -5,4 +5,4 @@ pandas or matplotlib.
 """
 
 TABLE_FORMATS = ("terminal", "markdown", "csv", "latex")
-FIGURE_KINDS = ("imbalance", "kest", "tsne", "precision", "curves")
+FIGURE_KINDS = ("imbalance", "kest", "tsne", "precision", "curves", "cd")

@@ -49,7 +49,8 @@ def save(fig: Figure, path: str | Path) -> list[Path]:
 # -- shared layout ------------------------------------------------------------------------------
 
 
-def _runs(records: Iterable[Record]) -> tuple[str, list[Record]]:
+def suite_runs(records: Iterable[Record]) -> tuple[str, list[Record]]:
+    """The suite of `records` and its successful runs; UserError when there are none."""
     records = list(records)
     if records:
         records = pick_suite(records, None)
@@ -136,7 +137,7 @@ def imbalance_figure(records: Iterable[Record], metric: str | None = None) -> Fi
 
     The default metric is head_acc, or kmeans_acc when some method has no cluster heads.
     """
-    suite, runs = _runs(records)
+    suite, runs = suite_runs(records)
     runs = [r for r in runs if variant_value(r, "imbalance") is not None]
     if not runs:
         raise UserError("no record has variant.imbalance; run the suite with "
@@ -176,7 +177,7 @@ def imbalance_figure(records: Iterable[Record], metric: str | None = None) -> Fi
 def kest_figure(records: Iterable[Record]) -> Figure:
     """Inertia (left) and silhouette (right) against k, one line per method (and trained K),
     with a dashed line at the true number of classes; one row of panels per dataset."""
-    suite, runs = _runs(records)
+    suite, runs = suite_runs(records)
     runs = [r for r in runs if isinstance((r.get("eval_details") or {}).get("kest"), dict)]
     if not runs:
         raise UserError("no record has eval_details.kest; run the suite with eval.metrics "
@@ -228,7 +229,7 @@ def _first_seeds(runs: list[Record]) -> dict[tuple[str, str], Record]:
 
 def tsne_figure(records: Iterable[Record]) -> Figure:
     """One t-SNE scatter per method (its first seed) and dataset, coloured by class."""
-    suite, runs = _runs(records)
+    suite, runs = suite_runs(records)
     runs = [r for r in runs if isinstance((r.get("eval_details") or {}).get("tsne"), dict)]
     if not runs:
         raise UserError("no record has eval_details.tsne; run the suite with eval.metrics "
@@ -279,7 +280,7 @@ def tsne_figure(records: Iterable[Record]) -> Figure:
 
 def precision_figure(records: Iterable[Record]) -> Figure:
     """Precision@k (metrics retrieval_p{k}) against k, one line per method, panel per dataset."""
-    suite, runs = _runs(records)
+    suite, runs = suite_runs(records)
     rows = [
         (line_label(r), r["dataset"], k, value * 100)
         for r in runs
@@ -323,7 +324,7 @@ def curves_figure(records: Iterable[Record], metric: str | None = None) -> Figur
     """A learning-curve metric (default knn200_acc, else the first the records have) against
     the epoch, one line per method with the mean and a ±1 std band over seeds, one panel per
     dataset."""
-    suite, runs = _runs(records)
+    suite, runs = suite_runs(records)
     points = _curve_points(runs)
     if not points:
         raise UserError("no record has learning curves; run the suite with eval.every=N "

@@ -194,7 +194,7 @@ def test_figure_errors_for_no_successful_runs_and_unknown_metric():
 def test_save_writes_png_and_pdf(tmp_path):
     made = make_figures(precision_records(), "all", tmp_path / "figs", "study")
     assert set(made.written) == {"precision"}
-    assert set(made.skipped) == {"imbalance", "kest", "tsne", "curves"}
+    assert set(made.skipped) == {"imbalance", "kest", "tsne", "curves", "cd"}
     png, pdf = made.written["precision"]
     assert png == tmp_path / "figs" / "study_precision.png" and pdf.suffix == ".pdf"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
@@ -278,7 +278,7 @@ def test_cli_plot_and_report_on_a_real_run(tiny, tmp_path, capsys):
                                        "the suite with eval.metrics including kest\n")
     assert main(["plot", "all", "suite=quickstart", where]) == 2
     err = capsys.readouterr().err
-    assert err.count("note: no ") == 5 and "no figure can be drawn" in err
+    assert err.count("note: no ") == 6 and "no figure can be drawn" in err
     assert main(["report", "suite=quickstart", where]) == 0
     page = (store / "quickstart" / "report.md").read_text()
     assert capsys.readouterr().out.strip() == str(store / "quickstart" / "report.md")

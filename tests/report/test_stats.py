@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
+from crlbench.errors import UserError
 from crlbench.report import stats
 
 VALUES = [71.2, 70.4, 72.0, 70.9, 71.5]
@@ -128,3 +129,62 @@ def test_a_t_interval_contains_the_mean_and_widens_with_the_level(values):
     mean = float(np.mean(values))
     assert narrow[0] <= mean + 1e-9 and mean - 1e-9 <= narrow[1]
     assert wide[0] <= narrow[0] + 1e-9 and narrow[1] <= wide[1] + 1e-9
+
+
+# ---- the critical-difference diagram --------------------------------------------------------
+
+def _suite_records(scores: dict[str, dict[str, float]], seeds=(0, 1)) -> list[dict]:
+    """Records of a suite: method -> {dataset: knn5_acc}, the same value on every seed."""
+    from report.test_plots import record
+
+    return [record(method, seed, dataset=dataset, metrics={"knn5_acc": value})
+            for method, by_dataset in scores.items() for dataset, value in by_dataset.items()
+            for seed in seeds]
+
+
+THREE = {"alpha": {"d1": 0.9, "d2": 0.8, "d3": 0.9, "d4": 0.7},
+         "beta": {"d1": 0.8, "d2": 0.7, "d3": 0.8, "d4": 0.6},
+         "gamma": {"d1": 0.7, "d2": 0.6, "d3": 0.7, "d4": 0.5}}
+
+
+def test_the_cd_diagram_places_methods_at_their_average_ranks():
+    from crlbench.report.cd import cd_figure
+
+    fig = cd_figure(_suite_records(THREE))
+    cd = stats.nemenyi_cd(3, 4)  # 2.343 * sqrt(12 / 24) = 1.657
+    assert cd == pytest.approx(1.657, abs=2e-3)
+    title = fig._suptitle.get_text()
+    assert f"CD = {cd:.2f}" in title and "over 4 datasets" in title and "Friedman p" in title
+    (ax,) = fig.axes
+    labels = sorted(t.get_text().strip() for t in ax.texts if t.get_gid() == "method")
+    assert labels == ["alpha (1.00)", "beta (2.00)", "gamma (3.00)"]
+    # alpha-beta and beta-gamma are within the CD, alpha-gamma (2 ranks) is not
+    cliques = [line.get_xdata() for line in ax.get_lines() if line.get_gid() == "clique"]
+    assert len(cliques) == 2
+    (bar,) = [line for line in ax.get_lines() if line.get_gid() == "cd"]
+    assert bar.get_xdata()[1] - bar.get_xdata()[0] == pytest.approx(cd)
+
+
+def test_cliques_are_the_largest_runs_within_the_cd():
+    from crlbench.report.cd import cliques
+
+    ranks = pd.Series({"a": 1.0, "b": 1.5, "c": 2.2, "d": 3.9})
+    assert cliques(ranks, 1.3) == [["a", "b", "c"]]
+    assert cliques(ranks, 0.8) == [["a", "b"], ["b", "c"]]
+    assert cliques(ranks, 0.1) == []
+    assert cliques(ranks, 10) == [["a", "b", "c", "d"]]
+
+
+def test_the_cd_diagram_needs_two_datasets_every_method_ran(tmp_path, capsys):
+    from crlbench.report.cd import cd_figure, dataset_scores
+    from crlbench.report.figures import make_figures
+
+    one = {m: {"d1": v["d1"]} for m, v in THREE.items()}
+    with pytest.raises(UserError, match=r"at least 2 datasets .* give 3 method\(s\) over 1"):
+        cd_figure(_suite_records(one))
+    partial = {**THREE, "delta": {"d1": 0.95}}  # ran on d1 only: d2..d4 have no full block
+    assert list(dataset_scores(_suite_records(partial), "knn5_acc").index) == ["d1"]
+    made = make_figures(_suite_records(one), "all", tmp_path, "study")
+    assert "cd" in made.skipped and "at least 2 datasets" in made.skipped["cd"]
+    made = make_figures(_suite_records(THREE), "cd", tmp_path, "study", metric="knn5_acc")
+    assert [p.suffix for p in made.written["cd"]] == [".png", ".pdf"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from crlbench.errors import UserError
 from crlbench.report.metrics import format_number, metric_style
+from crlbench.report.stats import ALPHA, tied_with_best
 
 Column = tuple[str, str]  # (dataset, metric)
 
@@ -30,6 +31,8 @@ class Cell:
     std: float
     n: int
     mark: str  # "best", "second" or ""
+    # not significantly different from the column's best (crlbench.report.stats.tied_with_best)
+    tied: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Grid:
     failed: int
     # metrics the records' evaluators declare lower-is-better (besides the built-in ones)
     lower: frozenset[str] = frozenset()
+
+    @property
+    def has_tied(self) -> bool:
+        return any(cell.tied for cell in self.cells.values())
 
     def cell(self, method: str, column: Column) -> Cell | None:
         return self.cells.get((method, column))
@@ -83,6 +90,24 @@ def _marks(metric: str, means: dict[str, float], lower: frozenset[str]) -> dict[
     return marks
 
 
+def _tied(by_column: dict[Column, dict[str, float]],
+          seeds: dict[tuple[str, str, str], dict[int, float]],
+          marks: dict[Column, dict[str, str]], lower: frozenset[str]) -> set[tuple[str, Column]]:
+    """The (method, column) cells whose paired test by seed against the column's best does
+    not reject equality (the best itself, and cells marked best as shown, are not marked)."""
+    found = set()
+    for column, means in by_column.items():
+        dataset, metric = column
+        style = metric_style(metric, lower)
+        if not style.ranked:
+            continue
+        values = {method: seeds.get((method, dataset, metric), {}) for method in means}
+        for method, result in tied_with_best(values, style.lower_is_better).items():
+            if result is not None and marks[column][method] != "best":
+                found.add((method, column))
+    return found
+
+
 def build_grid(summary: pd.DataFrame) -> Grid:
     """The grid of `summary` (a frame from `summarize`, or one with the same columns)."""
     if summary.empty:
@@ -98,6 +123,7 @@ def build_grid(summary: pd.DataFrame) -> Grid:
         by_column.setdefault((row.dataset, row.metric), {})[row.method] = row.mean
     lower = frozenset(summary.attrs.get("lower_is_better", ()))
     marks = {column: _marks(column[1], means, lower) for column, means in by_column.items()}
+    tied = _tied(by_column, summary.attrs.get("seeds") or {}, marks, lower)
 
     cells = {
         (row.method, (row.dataset, row.metric)): Cell(
@@ -106,6 +132,7 @@ def build_grid(summary: pd.DataFrame) -> Grid:
             std=float(row.std),
             n=int(row.n),
             mark=marks[(row.dataset, row.metric)][row.method],
+            tied=(row.method, (row.dataset, row.metric)) in tied,
         )
         for row in rows.itertuples(index=False)
     }
@@ -127,8 +154,13 @@ def metric_header(metric: str, *, down: str = "↓", lower: frozenset[str] = fro
     return f"{style.label} {down}" if style.lower_is_better else style.label
 
 
-def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓") -> str:
-    """One sentence about what the cells mean: statistic, n, units, direction, failures."""
+TIED = "†"  # the mark of a cell tied with the best
+
+
+def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓",
+             dagger: str = TIED, alpha: str = "α") -> str:
+    """One sentence about what the cells mean: statistic, n, units, direction, ties with the
+    best, failures."""
     if grid.uniform_n == 1:
         parts = ["One run per cell"]
     elif grid.uniform_n is not None:
@@ -139,6 +171,9 @@ def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓
         parts.append(f"accuracy, NMI, ARI and precision@k in {percent}")
     if grid.has_lower_is_better:
         parts.append(f"{down} lower is better")
+    if grid.has_tied:
+        parts.append(f"{dagger} not significantly different from the best (paired t-test over "
+                     f"seeds, two-sided, {alpha} = {ALPHA:g})")
     if grid.failed:
         parts.append(f"{grid.failed} failed run{'s' if grid.failed != 1 else ''} not shown")
     return "; ".join(parts) + "."

@@ -36,7 +36,8 @@ def latex_escape(text: str) -> str:
 def _cell(cell: Cell | None, grid: Grid) -> str:
     if cell is None:
         return "--"
-    text = "$" + format_mean_std(cell.metric, cell.mean, cell.std, pm=r" \pm ") + "$"
+    tied = r"^\dagger" if cell.tied else ""
+    text = "$" + format_mean_std(cell.metric, cell.mean, cell.std, pm=r" \pm ") + tied + "$"
     if grid.uniform_n is None:
         text += f" ({cell.n})"
     if cell.mark == "best":
@@ -88,7 +89,8 @@ def to_latex(summary: pd.DataFrame) -> str:
     # Styler puts the dataset row first after \toprule; the rules go right under it
     head, _, body = tabular.partition("\\toprule\n")
     first_row, _, rest = body.partition("\\\\\n")
-    note = footnote(grid, pm=r"$\pm$", percent=r"\%", down=r"$\downarrow$")
+    note = footnote(grid, pm=r"$\pm$", percent=r"\%", down=r"$\downarrow$",
+                    dagger=r"$^\dagger$", alpha=r"$\alpha$")
     rest = rest.replace(
         "\\bottomrule\n",
         "\\bottomrule\n"

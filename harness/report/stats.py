@@ -74,7 +74,7 @@ def paired_test(a: Mapping[int, float], b: Mapping[int, float]) -> PairedResult:
     if len(seeds) < 2:
         return PairedResult(len(seeds), float(np.mean(x - y)) if seeds else None, None)
     differences = x - y
-    if np.all(differences == differences[0]):
+    if np.allclose(differences, differences[0], rtol=1e-9, atol=1e-12):
         # no spread: t is 0/0 when all are equal (no difference) and infinite otherwise
         return PairedResult(len(seeds), float(differences[0]),
                             1.0 if differences[0] == 0 else 0.0)

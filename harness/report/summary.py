@@ -87,12 +87,12 @@ def summarize(
 
     long = pd.DataFrame(
         [
-            (row_label(r), r["method"], r["dataset"], name, float(value))
+            (row_label(r), r["method"], r["dataset"], name, float(value), r.get("seed"))
             for r in ok
             for name, value in (r.get("metrics") or {}).items()
             if is_number(value)
         ],
-        columns=["label", "base", "dataset", "metric", "value"],
+        columns=["label", "base", "dataset", "metric", "value", "seed"],
     )
     if long.empty:
         raise UserError(f"the {len(ok)} successful runs have no metrics to tabulate")
@@ -121,6 +121,12 @@ def summarize(
     summary = summary.sort_values(["method", "dataset", "metric"], ignore_index=True)
     summary["n"] = summary["n"].astype(int)
     summary.attrs["failed"] = failed
+    # each cell's values by seed, for the paired tests of the marks (crlbench.report.stats)
+    seeds: dict[tuple[str, str, str], dict[int, float]] = {}
+    for row in long.itertuples(index=False):
+        if row.seed is not None:
+            seeds.setdefault((row.label, row.dataset, row.metric), {})[int(row.seed)] = row.value
+    summary.attrs["seeds"] = seeds
     # metrics that the records' evaluators declare lower-is-better (plugins' own metrics)
     summary.attrs["lower_is_better"] = sorted(
         {name for r in ok for name in r.get("lower_is_better") or ()})

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from crlbench.errors import UserError
-from crlbench.report.grid import Cell, Grid, build_grid, footnote, metric_header
+from crlbench.report.grid import TIED, Cell, Grid, build_grid, footnote, metric_header
 from crlbench.report.kinds import TABLE_FORMATS
 from crlbench.report.latex import to_latex
 from crlbench.report.metrics import format_mean_std
@@ -25,7 +25,7 @@ MISSING = "–"
 
 
 def _cell_text(cell: Cell, grid: Grid) -> str:
-    text = format_mean_std(cell.metric, cell.mean, cell.std)
+    text = format_mean_std(cell.metric, cell.mean, cell.std) + (TIED if cell.tied else "")
     # n goes into every cell only when it differs; otherwise the footnote states it once
     return text if grid.uniform_n is not None else f"{text} ({cell.n})"
 

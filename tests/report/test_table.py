@@ -245,11 +245,12 @@ def test_markdown_exact(tiny):
         "| method | digits / kNN-5 | digits / Uniform ↓ |\n"
         "| :-- | --: | --: |\n"
         "| a | **81.0 ± 1.4** | **-2.100 ± 0.141** |\n"
-        "| raw | 55.0 ± 7.1 | -1.000 ± 0.000 |\n"
+        "| raw | 55.0 ± 7.1† | -1.000 ± 0.000† |\n"
         "\n"
         "Mean ± sample std over n = 2 runs per cell; accuracy, NMI, ARI and precision@k in %; "
-        "↓ lower is better. Best per column in bold.\n"
-    )
+        "↓ lower is better; † not significantly different from the best (paired t-test over "
+        "seeds, two-sided, α = 0.05). Best per column in bold.\n"
+    )  # two seeds cannot separate them: p = 0.10 for kNN-5
     assert render(tiny, "markdown") == to_markdown(tiny)
 
 
@@ -458,3 +459,35 @@ def test_provenance_names_records_devices_versions_and_dates():
     assert provenance(records, methods=["raw"]).startswith("From 1 records")
     assert provenance(records, methods=["byol"]) is None  # failed runs are not in the table
 
+
+
+def five_seed_records() -> list[dict]:
+    """best; close (within seed noise of best); worse (lower on every seed)."""
+    values = {"best": [0.72, 0.71, 0.73, 0.725, 0.715],
+              "close": [0.719, 0.713, 0.725, 0.726, 0.712],
+              "worse": [0.70, 0.691, 0.71, 0.704, 0.696]}
+    return [record(method, "digits", seed, {"knn5_acc": value})
+            for method, by_seed in values.items() for seed, value in enumerate(by_seed)]
+
+
+def test_cells_seed_noise_cannot_separate_from_the_best_are_marked_in_every_format():
+    summary = summarize(five_seed_records())
+    grid = build_grid(summary)
+    column = ("digits", "knn5_acc")
+    assert [grid.cell(m, column).tied for m in ("best", "close", "worse")] == [
+        False, True, False]
+    markdown = to_markdown(summary)
+    assert "| close | 71.9 ± 0.7† |" in markdown and "| worse | 70.0 ± 0.7 |" in markdown
+    assert "† not significantly different from the best (paired t-test over seeds" in markdown
+    latex = to_latex(summary)
+    assert r"$71.9 \pm 0.7^\dagger$" in latex and r"$^\dagger$ not significantly" in latex
+    assert r"$\alpha$ = 0.05" in latex
+    console = Console(width=200, record=True)
+    console.print(to_rich(summary))
+    assert "71.9±0.7†" in console.export_text()
+
+
+def test_one_seed_per_cell_marks_nothing():
+    summary = summarize([r for r in five_seed_records() if r["seed"] == 0])
+    assert not build_grid(summary).has_tied
+    assert "†" not in to_markdown(summary) and "significantly" not in to_markdown(summary)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crlbench.errors import StoreWriteError, UserError
-from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS
+from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS, TABLE_INTERVALS
 
 if TYPE_CHECKING:  # rich loads inside main(), where Ctrl-C during start-up is caught
     from rich.console import Console
@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("filters", nargs="*", metavar="key=value",
                        help=f"filters: {', '.join(TABLE_KEYS)} (comma-separated lists)")
     table.add_argument("--format", default="terminal", choices=TABLE_FORMATS)
+    table.add_argument("--interval", default="std", choices=TABLE_INTERVALS,
+                       help="beside each mean: the sample std (default), or the 95%% interval "
+                            "of the mean over seeds (t, or percentile bootstrap)")
     table.add_argument("--output", type=Path, help="write the table to this file")
 
     plot = sub.add_parser("plot", help="draw figures from run records (PNG and PDF)")
@@ -314,7 +317,7 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     _, records = _scan(filters)
     shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
     out = table_output(records, args.format, width=console.width, plain=bool(args.output),
-                       metrics=filters.get("metric"), **shown)
+                       metrics=filters.get("metric"), interval=args.interval, **shown)
     for warning in mixed_configs(records, **shown):
         _note(f"warning: {warning}")
     if args.output:

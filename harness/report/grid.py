@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crlbench.errors import UserError
+from crlbench.report.kinds import TABLE_INTERVALS
 from crlbench.report.metrics import format_number, metric_style
-from crlbench.report.stats import ALPHA, tied_with_best
+from crlbench.report.stats import ALPHA, bootstrap_interval, t_interval, tied_with_best
 
 Column = tuple[str, str]  # (dataset, metric)
 
@@ -33,6 +34,9 @@ class Cell:
     mark: str  # "best", "second" or ""
     # not significantly different from the column's best (crlbench.report.stats.tied_with_best)
     tied: bool = False
+    # the 95% interval of the mean over seeds, when the table shows intervals (None: not
+    # shown, or fewer than two seeds)
+    interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Grid:
     failed: int
     # metrics the records' evaluators declare lower-is-better (besides the built-in ones)
     lower: frozenset[str] = frozenset()
+    interval: str = "std"  # one of TABLE_INTERVALS: what the cells show beside the mean
 
     @property
     def has_tied(self) -> bool:
@@ -108,6 +113,17 @@ def _tied(by_column: dict[Column, dict[str, float]],
     return found
 
 
+def cell_interval(kind: str, by_seed: dict[int, float]) -> tuple[float, float] | None:
+    """The 95% interval of the mean of a cell's values by seed, as `kind` (TABLE_INTERVALS)
+    says; None for "std" or fewer than two seeds."""
+    values = list(by_seed.values())
+    if kind == "t":
+        return t_interval(values)
+    if kind == "bootstrap":
+        return bootstrap_interval(values)
+    return None
+
+
 def build_grid(summary: pd.DataFrame) -> Grid:
     """The grid of `summary` (a frame from `summarize`, or one with the same columns)."""
     if summary.empty:
@@ -123,7 +139,12 @@ def build_grid(summary: pd.DataFrame) -> Grid:
         by_column.setdefault((row.dataset, row.metric), {})[row.method] = row.mean
     lower = frozenset(summary.attrs.get("lower_is_better", ()))
     marks = {column: _marks(column[1], means, lower) for column, means in by_column.items()}
-    tied = _tied(by_column, summary.attrs.get("seeds") or {}, marks, lower)
+    seeds = summary.attrs.get("seeds") or {}
+    tied = _tied(by_column, seeds, marks, lower)
+    interval = str(summary.attrs.get("interval", "std"))
+    if interval not in TABLE_INTERVALS:
+        raise UserError(f"unknown interval {interval!r}; choose one of: "
+                        f"{', '.join(TABLE_INTERVALS)}")
 
     cells = {
         (row.method, (row.dataset, row.metric)): Cell(
@@ -133,6 +154,8 @@ def build_grid(summary: pd.DataFrame) -> Grid:
             n=int(row.n),
             mark=marks[(row.dataset, row.metric)][row.method],
             tied=(row.method, (row.dataset, row.metric)) in tied,
+            interval=cell_interval(interval,
+                               seeds.get((row.method, row.dataset, row.metric), {})),
         )
         for row in rows.itertuples(index=False)
     }
@@ -144,6 +167,7 @@ def build_grid(summary: pd.DataFrame) -> Grid:
         uniform_n=counts.pop() if len(counts) == 1 else None,
         failed=int(summary.attrs.get("failed", 0)),
         lower=lower,
+        interval=interval,
     )
 
 
@@ -161,12 +185,14 @@ def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓
              dagger: str = TIED, alpha: str = "α") -> str:
     """One sentence about what the cells mean: statistic, n, units, direction, ties with the
     best, failures."""
+    spread = {"std": f"{pm} sample std", "t": "[95% t interval of the mean]",
+              "bootstrap": "[95% percentile bootstrap interval of the mean, 9,999 resamples]"}
     if grid.uniform_n == 1:
         parts = ["One run per cell"]
     elif grid.uniform_n is not None:
-        parts = [f"Mean {pm} sample std over n = {grid.uniform_n} runs per cell"]
+        parts = [f"Mean {spread[grid.interval]} over n = {grid.uniform_n} runs per cell"]
     else:
-        parts = [f"Mean {pm} sample std over (n) runs"]
+        parts = [f"Mean {spread[grid.interval]} over (n) runs"]
     if grid.has_percent:
         parts.append(f"accuracy, NMI, ARI and precision@k in {percent}")
     if grid.has_lower_is_better:

@@ -5,4 +5,6 @@ pandas or matplotlib.
 """
 
 TABLE_FORMATS = ("terminal", "markdown", "csv", "latex")
+# what a cell shows beside its mean: the sample std, or a 95% interval of the mean over seeds
+TABLE_INTERVALS = ("std", "t", "bootstrap")
 FIGURE_KINDS = ("imbalance", "kest", "tsne", "precision", "curves", "cd")

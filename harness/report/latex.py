@@ -37,7 +37,8 @@ def _cell(cell: Cell | None, grid: Grid) -> str:
     if cell is None:
         return "--"
     tied = r"^\dagger" if cell.tied else ""
-    text = "$" + format_mean_std(cell.metric, cell.mean, cell.std, pm=r" \pm ") + tied + "$"
+    text = "$" + format_mean_std(cell.metric, cell.mean, cell.std, pm=r" \pm ",
+                                 interval=cell.interval) + tied + "$"
     if grid.uniform_n is None:
         text += f" ({cell.n})"
     if cell.mark == "best":

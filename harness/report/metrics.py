@@ -113,9 +113,13 @@ def format_number(name: str, value: float) -> str:
     return f"{value:.3f}"
 
 
-def format_mean_std(name: str, mean: float, std: float, pm: str = " ± ") -> str:
-    """`mean ± std` as displayed; without the `± std` when std is NaN (a single run)."""
+def format_mean_std(name: str, mean: float, std: float, pm: str = " ± ",
+                    interval: tuple[float, float] | None = None) -> str:
+    """`mean ± std` as displayed, or `mean [low, high]` with an interval; the mean alone when
+    std is NaN (a single run)."""
     text = format_number(name, mean)
-    if not math.isnan(std):
+    if interval is not None:
+        text += f" [{format_number(name, interval[0])}, {format_number(name, interval[1])}]"
+    elif not math.isnan(std):
         text += pm + format_number(name, std)
     return text

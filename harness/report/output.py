@@ -29,11 +29,13 @@ def as_text(renderable: RenderableType, width: int = PLAIN_WIDTH) -> str:
 
 def table_output(records: list[Record], fmt: str, *, width: int | None, plain: bool,
                  datasets: list[str] | None = None, metrics: list[str] | None = None,
-                 methods: list[str] | None = None) -> str | RenderableType:
+                 methods: list[str] | None = None, interval: str = "std") -> str | RenderableType:
     """The table of `records` in format `fmt`, narrowed by the filters, followed (markdown,
     terminal) or preceded (latex, as comments) by its provenance and conventions lines; csv
-    stays data only. `plain`: text even for the terminal format (for a file)."""
+    stays data only. `plain`: text even for the terminal format (for a file). `interval`:
+    what a cell shows beside its mean (one of TABLE_INTERVALS)."""
     summary = summarize(records, datasets=datasets, metrics=metrics, methods=methods)
+    summary.attrs["interval"] = interval
     out = render(summary, fmt, width=width)
     shown = {"datasets": datasets, "methods": methods}
     lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))

@@ -28,10 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 LEVEL = 0.95
 ALPHA = 0.05
+
+
+def _scipy():
+    """scipy.stats, imported on first use: it costs about a second, and a table whose cells
+    hold one seed each (or that shows no interval) never needs it."""
+    from scipy import stats
+
+    return stats
 
 
 def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float] | None:
@@ -39,7 +46,7 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
     x = np.asarray(values, dtype=float)
     if len(x) < 2:
         return None
-    half = stats.t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    half = _scipy().t.ppf((1 + level) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean() - half), float(x.mean() + half)
 
 
@@ -51,7 +58,7 @@ def bootstrap_interval(values: Sequence[float], level: float = LEVEL, resamples:
         return None
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
-    result = stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=resamples,
+    result = _scipy().bootstrap((x,), np.mean, confidence_level=level, n_resamples=resamples,
                              method="percentile", rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
@@ -79,7 +86,7 @@ def paired_test(a: Mapping[int, float], b: Mapping[int, float]) -> PairedResult:
         return PairedResult(len(seeds), float(differences[0]),
                             1.0 if differences[0] == 0 else 0.0)
     return PairedResult(len(seeds), float(differences.mean()),
-                        float(stats.ttest_rel(x, y).pvalue))
+                        float(_scipy().ttest_rel(x, y).pvalue))
 
 
 def tied_with_best(values: Mapping[str, Mapping[int, float]], lower_is_better: bool = False,
@@ -108,7 +115,7 @@ def average_ranks(scores: pd.DataFrame, lower_is_better: bool = False) -> pd.Ser
     are left out."""
     complete = scores.dropna()
     values = complete.to_numpy(dtype=float)
-    ranks = stats.rankdata(values if lower_is_better else -values, axis=1)
+    ranks = _scipy().rankdata(values if lower_is_better else -values, axis=1)
     return pd.Series(ranks.mean(axis=0), index=scores.columns, name="average rank")
 
 
@@ -118,14 +125,14 @@ def friedman_test(scores: pd.DataFrame) -> float | None:
     complete = scores.dropna()
     if complete.shape[1] < 3 or complete.shape[0] < 2:
         return None
-    return float(stats.friedmanchisquare(*(complete[c] for c in complete.columns)).pvalue)
+    return float(_scipy().friedmanchisquare(*(complete[c] for c in complete.columns)).pvalue)
 
 
 def nemenyi_q(k: int, alpha: float = ALPHA) -> float:
     """q_alpha of the Nemenyi test for k methods: the studentized range quantile over sqrt 2."""
     if k < 2:
         raise ValueError(f"the Nemenyi test compares at least 2 methods, got {k}")
-    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
+    return float(_scipy().studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2))
 
 
 def nemenyi_cd(k: int, n_datasets: int, alpha: float = ALPHA) -> float:

@@ -15,7 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from crlbench.errors import UserError
-from crlbench.report.grid import TIED, Cell, Grid, build_grid, footnote, metric_header
+from crlbench.report.grid import (
+    TIED,
+    Cell,
+    Grid,
+    build_grid,
+    cell_interval,
+    footnote,
+    metric_header,
+)
 from crlbench.report.kinds import TABLE_FORMATS
 from crlbench.report.latex import to_latex
 from crlbench.report.metrics import format_mean_std
@@ -25,7 +33,8 @@ MISSING = "–"
 
 
 def _cell_text(cell: Cell, grid: Grid) -> str:
-    text = format_mean_std(cell.metric, cell.mean, cell.std) + (TIED if cell.tied else "")
+    text = (format_mean_std(cell.metric, cell.mean, cell.std, interval=cell.interval)
+            + (TIED if cell.tied else ""))
     # n goes into every cell only when it differs; otherwise the footnote states it once
     return text if grid.uniform_n is not None else f"{text} ({cell.n})"
 
@@ -57,8 +66,16 @@ def to_markdown(summary: pd.DataFrame) -> str:
 
 
 def to_csv(summary: pd.DataFrame) -> str:
-    """Tidy CSV: method, dataset, metric, mean, std, n; raw values (fractions, not percent)."""
+    """Tidy CSV: method, dataset, metric, mean, std, n, and with an interval (`--interval t`
+    or `bootstrap`) its ci_low and ci_high; raw values (fractions, not percent)."""
     frame = summary[list(COLUMNS)].astype({"method": str, "dataset": str, "metric": str})
+    kind = summary.attrs.get("interval", "std")
+    if kind != "std":
+        seeds = summary.attrs.get("seeds") or {}
+        bounds = [cell_interval(kind, seeds.get((r.method, r.dataset, r.metric), {}))
+                  for r in frame.itertuples(index=False)]
+        frame = frame.assign(ci_low=[b[0] if b else None for b in bounds],
+                             ci_high=[b[1] if b else None for b in bounds])
     return frame.to_csv(index=False, lineterminator="\n")
 
 

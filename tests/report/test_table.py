@@ -491,3 +491,39 @@ def test_one_seed_per_cell_marks_nothing():
     summary = summarize([r for r in five_seed_records() if r["seed"] == 0])
     assert not build_grid(summary).has_tied
     assert "†" not in to_markdown(summary) and "significantly" not in to_markdown(summary)
+
+
+@pytest.mark.parametrize("kind", ["t", "bootstrap"])
+def test_cells_can_show_the_interval_of_the_mean_instead_of_the_std(kind):
+    from crlbench.report.stats import bootstrap_interval, t_interval
+
+    summary = summarize(five_seed_records())
+    summary.attrs["interval"] = kind
+    values = [0.719, 0.713, 0.725, 0.726, 0.712]
+    low, high = (t_interval if kind == "t" else bootstrap_interval)(values)
+    markdown = to_markdown(summary)
+    assert f"| close | 71.9 [{low * 100:.1f}, {high * 100:.1f}]† |" in markdown
+    assert ("[95% t interval of the mean]" if kind == "t"
+            else "[95% percentile bootstrap interval") in markdown
+    assert "± sample std" not in markdown
+    assert rf"71.9 [{low * 100:.1f}, {high * 100:.1f}]^\dagger$" in to_latex(summary)
+    frame = pd.read_csv(io.StringIO(to_csv(summary)))
+    row = frame[frame["method"] == "close"].iloc[0]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+
+
+def test_the_table_command_takes_an_interval(tmp_path, capsys):
+    from crlbench.cli import main
+    from crlbench.store import record_path, write_record
+
+    for rec in five_seed_records():
+        rec.update(schema=1, run_id=rec["run_id"].replace("[]", "").strip("-"))
+        write_record(record_path(tmp_path, "quick", rec["method"], rec["dataset"],
+                                 rec["run_id"]), rec)
+    assert main(["table", f"results.dir={tmp_path}", "--format", "markdown",
+                 "--interval", "t"]) == 0
+    assert "[95% t interval of the mean]" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["table", f"results.dir={tmp_path}", "--interval", "wide"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'wide'" in capsys.readouterr().err

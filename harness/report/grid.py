@@ -6,7 +6,8 @@ on which cells are best and second, and on the footnote.
 Marks are decided on the displayed values (rounded as shown), so methods that tie as printed
 are all marked. In a column with at least two distinct values the best are marked "best";
 "second" is marked only when some value ranks below it (with two methods it would just mark
-the worse one).
+the worse one). A cell whose paired test by seed cannot separate it from the best is marked
+tied (a dagger; crlbench.report.stats.tied_with_best).
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ def footnote(grid: Grid, *, pm: str = "±", percent: str = "%", down: str = "↓
              dagger: str = TIED, alpha: str = "α") -> str:
     """One sentence about what the cells mean: statistic, n, units, direction, ties with the
     best, failures."""
-    spread = {"std": f"{pm} sample std", "t": "[95% t interval of the mean]",
-              "bootstrap": "[95% percentile bootstrap interval of the mean, 9,999 resamples]"}
+    spread = {"std": f"{pm} sample std", "t": f"[95{percent} t interval of the mean]",
+              "bootstrap": f"[95{percent} percentile bootstrap interval of the mean, 9,999 "
+                           "resamples]"}
     if grid.uniform_n == 1:
         parts = ["One run per cell"]
     elif grid.uniform_n is not None:

@@ -506,7 +506,9 @@ def test_cells_can_show_the_interval_of_the_mean_instead_of_the_std(kind):
     assert ("[95% t interval of the mean]" if kind == "t"
             else "[95% percentile bootstrap interval") in markdown
     assert "± sample std" not in markdown
-    assert rf"71.9 [{low * 100:.1f}, {high * 100:.1f}]^\dagger$" in to_latex(summary)
+    latex = to_latex(summary)
+    assert rf"71.9 [{low * 100:.1f}, {high * 100:.1f}]^\dagger$" in latex
+    assert "[95\\% " in latex  # a LaTeX percent sign, not a comment
     frame = pd.read_csv(io.StringIO(to_csv(summary)))
     row = frame[frame["method"] == "close"].iloc[0]
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))

@@ -182,6 +182,7 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         raise ValueError(f"batch size {batch_size} does not split over {workers} workers")
     local = batch_size // workers
     mine = slice(rank * local, (rank + 1) * local)
+    rows = (mine.start, batch_size) if workers > 1 else None  # this worker's rows of a batch
     per_epoch = steps_per_epoch(n, batch_size)
     stepper = Stepper(method, setup, per_epoch * cfg.epochs,
                       round(cfg.warmup_epochs * per_epoch))
@@ -221,7 +222,6 @@ def train(method: Method, setup: TrainSetup) -> TrainResult:
         batches = read_batches(setup.images, rows_of, pin=device.type == "cuda")
         for i, (idx, batch) in enumerate(zip(rows_of, batches, strict=True)):
             x = batch.to(device, non_blocking=True)
-            rows = (mine.start, batch_size) if workers > 1 else None
             terms = _mean_over_workers(stepper.step(stepper.views(x, aug_gen, rows),
                                                     idx.to(device), step))
             for k, v in terms.items():

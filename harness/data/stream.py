@@ -98,14 +98,14 @@ class _Decoded(Dataset):
     """The map-style view DataLoader workers decode from."""
 
     def __init__(self, files: ImageFiles):
-        self.paths, self.name, self.side, self.decode = (files.paths, files.name, files.side,
-                                                         files.decode)
+        self.files = files
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.files)
 
     def __getitem__(self, i: int) -> Tensor:
-        return self.decode(self.paths[i], self.name, self.side)
+        files = self.files
+        return files.decode(files.paths[i], files.name, files.side)
 
 
 def _stack(images: list[Tensor]) -> Tensor:

@@ -4,6 +4,7 @@
     crlbench table [suite=NAME] [dataset=A,B] [metric=M,N] [method=X,Y] [--format F]
     crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
     crlbench report [suite=NAME] [--output FILE]
+    crlbench site [suite=A,B] [--output DIR] [--no-figures]
     crlbench bench [key=value ...]
     crlbench new-method NAME [--dir PATH]
     crlbench methods [--check] | datasets [--classes NAME] | evaluators
@@ -27,6 +28,8 @@ from crlbench.report.kinds import FIGURE_KINDS, TABLE_FORMATS, TABLE_INTERVALS
 if TYPE_CHECKING:  # rich loads inside main(), where Ctrl-C during start-up is caught
     from rich.console import Console
     from rich.table import Table
+
+    from crlbench.store import StoreScan
 
 INTERRUPTED = ("crlbench: interrupted; finished runs are kept and the next identical "
                "`crlbench run` resumes the others from their last epoch checkpoint")
@@ -88,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path,
                         help="the page (default <results.dir>/<suite>/report.md); figures go "
                              "into figures/ beside it")
+
+    site = sub.add_parser("site", help="write a static HTML leaderboard of the records (no "
+                                       "server, no network: open its index.html)")
+    site.add_argument("filters", nargs="*", metavar="key=value",
+                      help=f"{', '.join(REPORT_KEYS)} (suite: comma-separated; default: every "
+                           "suite of the store)")
+    site.add_argument("--output", type=Path,
+                      help="the site's folder (default <results.dir>/site); replaced whole")
+    site.add_argument("--no-figures", action="store_true",
+                      help="leave out the figures and the runs' training curves (faster)")
 
     bench = sub.add_parser("bench", help="measure the harness's speed: training images/s "
                                          "(eager, compiled, vs a DataLoader), evaluation and "
@@ -290,6 +303,12 @@ def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
     """The results store named by results.dir (default ./results) and its records, of the
     suites filtered on; unreadable files are skipped with a warning, and so are records of a
     method version older than the newest in their table cell."""
+    store, found = _scan_store(filters)
+    return store, found.records
+
+
+def _scan_store(filters: dict[str, list[str]]) -> tuple[Path, StoreScan]:
+    """`_scan`, with the file each record was read from (`StoreScan.path_of`)."""
     from crlbench.report.summary import newest_method_versions
     from crlbench.store import scan
 
@@ -306,7 +325,8 @@ def _scan(filters: dict[str, list[str]]) -> tuple[Path, list[dict]]:
     records, warnings = newest_method_versions(found.records)
     for warning in warnings:
         _note(f"warning: {warning}")
-    return store, records
+    found.records = records
+    return store, found
 
 
 def cmd_table(args: argparse.Namespace, console: Console) -> int:
@@ -367,6 +387,26 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text)
     print(page)
+    return 0
+
+
+def cmd_site(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.report.page import suite_description
+    from crlbench.site import build_site
+
+    filters = _parse_filters(args.filters, REPORT_KEYS, "site argument")
+    store, found = _scan_store(filters)
+    by_suite: dict[str, list[dict]] = {}
+    for record in found.records:
+        by_suite.setdefault(str(record["suite"]), []).append(record)
+    by_suite = dict(sorted(by_suite.items()))
+    output = args.output or store / "site"
+    notes = build_site(by_suite, found.path_of, output,
+                       {suite: suite_description(suite) for suite in by_suite},
+                       figures=not args.no_figures)
+    for note in notes:
+        _note(f"note: {note}")
+    print(output / "index.html")
     return 0
 
 
@@ -486,6 +526,7 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "table": cmd_table, "plot": cmd_plot,
+            "site": cmd_site,
             "report": cmd_report, "bench": cmd_bench, "new-method": cmd_new_method,
             "methods": cmd_methods, "datasets": cmd_datasets, "evaluators": cmd_evaluators,
             "suites": cmd_suites}

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -170,15 +170,28 @@ def is_done(path: Path) -> bool:
         return False
 
 
+RECORD_KEY = ("suite", "method", "dataset", "run_id")  # what names a record in a store
+
+
+def record_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(record[k] for k in RECORD_KEY)
+
+
 @dataclass
 class StoreScan:
     records: list[dict[str, Any]]
     problems: list[str]  # "path: why" for every file that is not a readable record
+    # the file each record was read from, by record_key
+    paths: dict[tuple[Any, ...], Path] = field(default_factory=dict)
+
+    def path_of(self, record: dict[str, Any]) -> Path:
+        return self.paths[record_key(record)]
 
 
 # Top-level folders of a store that hold no records: `crlbench bench` writes its JSON to
-# results/bench/ by default. A suite may not take these names.
-RESERVED = ("bench",)
+# results/bench/ by default, `crlbench site` its pages (and copies of the records) to
+# results/site/. A suite may not take these names.
+RESERVED = ("bench", "site")
 
 
 def _record_files(root: Path, top: bool) -> Iterator[Path]:
@@ -200,7 +213,7 @@ def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
     """Read every record under the store (or under the given suites' folders)."""
     store = Path(store)
     roots = [store / s for s in suites] if suites else [store]
-    records, problems = [], []
+    records, problems, paths = [], [], {}
     found: dict[tuple[Any, ...], list[tuple[Path, dict[str, Any]]]] = {}
     for root in roots:
         if not root.is_dir():
@@ -211,12 +224,13 @@ def scan(store: Path, suites: list[str] | None = None) -> StoreScan:
             except ValueError as e:
                 problems.append(f"{path}: {e}")
                 continue
-            key = tuple(record[k] for k in ("suite", "method", "dataset", "run_id"))
+            key = record_key(record)
             found.setdefault(key, []).append((path, record))
     for key, copies in found.items():
         # a copied record ("abc (1).json") is counted once: the file named by its run_id wins
         copies.sort(key=lambda item: item[0].stem != key[3])
         records.append(copies[0][1])
+        paths[key] = copies[0][0]
         problems += [f"{path}: a copy of {copies[0][0]} (run {key[3]}), counted once"
                      for path, _ in copies[1:]]
-    return StoreScan(records, problems)
+    return StoreScan(records, problems, paths)

@@ -11,6 +11,7 @@ the Friedman test's p-value is in the title: where it is large, no difference is
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -60,9 +61,22 @@ def _default_metric(runs: list[Record]) -> str:
     return ranked[0]
 
 
-def cd_figure(records: Iterable[Record], metric: str | None = None) -> Figure:
-    """The suite's critical-difference diagram on `metric` (default: its first table
-    metric)."""
+@dataclass(frozen=True)
+class Ranks:
+    """A suite's average ranks on one metric and the statistics that judge them."""
+
+    suite: str
+    metric: str
+    label: str  # the metric's display label
+    ranks: pd.Series  # method -> average rank (1 the best)
+    datasets: int  # the complete blocks ranked over
+    cd: float  # Nemenyi's critical difference at ALPHA
+    friedman: float | None  # the Friedman test's p-value
+
+
+def rank_summary(records: Iterable[Record], metric: str | None = None) -> Ranks:
+    """The average ranks on `metric` (default: the suite's first table metric) over the
+    datasets where every method has it; `UserError` with fewer than 2 methods or datasets."""
     suite, runs = suite_runs(records)
     metric = metric or _default_metric(runs)
     scores = dataset_scores(runs, metric)
@@ -72,14 +86,22 @@ def cd_figure(records: Iterable[Record], metric: str | None = None) -> Figure:
                         f"least 2 datasets on which all have {metric}; these records give {k} "
                         f"method(s) over {n} such dataset(s)")
     style = metric_style(metric)
-    ranks = average_ranks(scores, lower_is_better=style.lower_is_better)
-    cd = nemenyi_cd(k, n, ALPHA)
-    friedman = friedman_test(scores)
+    return Ranks(suite=suite, metric=metric, label=style.label, datasets=n,
+                 ranks=average_ranks(scores, lower_is_better=style.lower_is_better),
+                 cd=nemenyi_cd(k, n, ALPHA), friedman=friedman_test(scores))
+
+
+def cd_figure(records: Iterable[Record], metric: str | None = None) -> Figure:
+    """The suite's critical-difference diagram on `metric` (default: its first table
+    metric)."""
+    summary = rank_summary(records, metric)
+    ranks, cd, friedman, n = summary.ranks, summary.cd, summary.friedman, summary.datasets
+    k, suite = len(ranks), summary.suite
 
     half = (k + 1) // 2
     fig = Figure(figsize=(7.0, 1.9 + 0.25 * half), layout="constrained")
     p_text = "" if friedman is None else f", Friedman p = {friedman:.3g}"
-    fig.suptitle(f"{suite}: average rank on {style.label} over {n} datasets\n"
+    fig.suptitle(f"{suite}: average rank on {summary.label} over {n} datasets\n"
                  f"CD = {cd:.2f} (Nemenyi, alpha = {ALPHA:g}){p_text}", fontsize="medium")
     ax = fig.subplots()
     ax.set_xlim(k + 0.5, 0.5)  # rank 1, the best, on the right as in Demsar's figure

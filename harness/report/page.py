@@ -35,6 +35,10 @@ FIGURE_CAPTIONS = {
             "of classes.",
     "tsne": "t-SNE of the features, first seed of each method, coloured by class.",
     "precision": "Retrieval precision@k (mean ± std over seeds).",
+    "curves": "Learning curves: the metric evaluated during training against the epoch (mean "
+              "± std over seeds).",
+    "cd": "Critical-difference diagram: average ranks over the datasets; methods joined by a "
+          "thick line are not significantly different (Nemenyi, α = 0.05).",
 }
 
 

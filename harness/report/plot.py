@@ -354,3 +354,30 @@ def curves_figure(records: Iterable[Record], metric: str | None = None) -> Figur
         ax.grid(alpha=0.3)
     _legend(fig)
     return fig
+
+
+# -- one run's training ------------------------------------------------------------------------
+
+
+def run_figure(record: Record) -> Figure:
+    """One run's training by epoch: the loss, the learning rate and, where the run evaluated
+    during training (eval.every), each of those metrics; UserError when it has no history."""
+    history = record.get("history") or []
+    panels = {name: [(epoch, entry[name]) for epoch, entry in enumerate(history, start=1)
+                     if is_number(entry.get(name))] for name in ("loss", "lr")}
+    for epoch, entry in enumerate(history, start=1):
+        for name, value in (entry.get("eval") or {}).items():
+            if is_number(value):
+                panels.setdefault(name, []).append((epoch, value * _scale(name)))
+    panels = {name: points for name, points in panels.items() if points}
+    if not panels:
+        raise UserError(f"run {record.get('run_id')} has no training history to draw")
+    fig, axes = _figure(f"{line_label(record)} on {record.get('dataset')}, seed "
+                        f"{record.get('seed')}", "training", 1, len(panels), panel=(3.6, 2.8))
+    for ax, (name, points) in zip(axes[0], panels.items(), strict=True):
+        epochs, values = zip(*points, strict=True)
+        ax.plot(epochs, values, marker="o" if len(points) < 30 else None, markersize=3)
+        label = {"loss": "loss", "lr": "learning rate"}.get(name) or _axis_label(name)
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.grid(alpha=0.3)
+    return fig

@@ -52,18 +52,26 @@ def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | N
             f"crlbench {_values(shown, env('crlbench'))}, git {commits}.")
 
 
+def convention_values(records: Iterable[dict[str, Any]],
+                      missing: str | None = None) -> dict[str, str]:
+    """Each convention's value over `records` (their `conventions`), distinct values joined
+    by " | "; a record without conventions adds `missing` under "conventions" (None: nothing)."""
+    values: dict[str, dict[str, None]] = {}
+    for record in records:
+        conventions = record.get("conventions") or (
+            {"conventions": missing} if missing is not None else {})
+        for name, value in conventions.items():
+            values.setdefault(name, {})[str(value)] = None
+    return {name: " | ".join(seen) for name, seen in values.items()}
+
+
 def conventions_line(records: Iterable[dict[str, Any]], *,
                      datasets: Sequence[str] | None = None,
                      methods: Sequence[str] | None = None) -> str | None:
     """The conventions of the numbers a table with these filters shows (each record's
     `conventions`), one "name: value" per convention; where records differ, their values
     are joined with " | ". None if no shown record has conventions."""
-    values: dict[str, dict[str, None]] = {}
-    for record in _shown(records, datasets, methods):
-        for name, value in (record.get("conventions") or {"conventions": "not recorded"}).items():
-            values.setdefault(name, {})[str(value)] = None
+    values = convention_values(_shown(records, datasets, methods), missing="not recorded")
     if not values:
         return None
-    return "Conventions: " + "; ".join(f"{name}: {' | '.join(seen)}"
-                                       for name, seen in values.items()) + "."
-
+    return "Conventions: " + "; ".join(f"{name}: {value}" for name, value in values.items()) + "."

@@ -1,0 +1,137 @@
+"""`crlbench site`: a static HTML leaderboard written from the run records.
+
+The output folder holds everything the pages need (stylesheet, sorting script, figures, each
+run's record), so it can be opened from disk or served by any static host, with no network:
+
+    index.html                 the suites, with their run counts
+    assets/site.css, sort.js
+    <suite>/index.html         protocol, conventions, provenance, one sortable table per
+                               dataset (mean ± std and n per cell, the marks of every table
+                               format), average ranks, failed runs, figures
+    <suite>/figures/*.png|pdf  the figures `crlbench plot all` draws
+    <suite>/runs/<id>.html     a run's status, metrics, curves, config, environment, timings
+    <suite>/runs/<id>.json     its record, byte for byte as the store has it
+
+What the pages show is `crlbench.site.context`'s; this module renders and writes. The folder is
+written beside and then moved into place, so an interrupted build leaves the old site whole.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from importlib.resources import files
+from pathlib import Path
+
+from crlbench.report.select import Record
+from crlbench.site.context import run_page, run_page_context, suite_page
+
+ASSETS = ("site.css", "sort.js")
+
+
+def _environment():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files("crlbench.site") / "templates")),
+        autoescape=jinja2.select_autoescape(("html",)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["repr"] = repr  # a float as the shortest text that reads back to itself
+    return env
+
+
+def _version() -> str:
+    from crlbench import __version__
+
+    return __version__
+
+
+def _figures(records: list[Record], suite: str, folder: Path) -> tuple[list[dict], dict[str, str]]:
+    from crlbench.report.figures import make_figures
+    from crlbench.report.page import FIGURE_CAPTIONS
+
+    made = make_figures(records, "all", folder / "figures", suite)
+    shown = [{"kind": kind, "src": f"figures/{png.name}", "pdf": f"figures/{pdf.name}",
+              "caption": FIGURE_CAPTIONS.get(kind, kind)}
+             for kind, (png, pdf) in made.written.items()]
+    return shown, made.skipped
+
+
+def _run_curves(record: Record, folder: Path) -> str | None:
+    from crlbench.errors import UserError
+    from crlbench.report.plot import run_figure
+
+    try:
+        fig = run_figure(record)
+    except UserError:
+        return None  # a run without history (the raw floor, a failed run) has no curves
+    name = f"{record['run_id']}_training.svg"
+    # no date in the SVG, so the same record gives the same bytes
+    fig.savefig(folder / name, metadata={"Date": None})
+    return name
+
+
+def build_site(by_suite: dict[str, list[Record]], source: Callable[[Record], Path],
+               output: Path, descriptions: dict[str, str | None], *,
+               figures: bool = True) -> list[str]:
+    """Write the site of `by_suite` (suite -> its records) into `output`, replacing what is
+    there; `source(record)` is the record's file, copied beside its page. `descriptions`:
+    suite -> the text under its title. Returns notes about figures that could not be drawn."""
+    output = Path(output)
+    staging = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        notes = _write_site(staging, by_suite, source, descriptions, figures)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        shutil.rmtree(output)
+    staging.rename(output)
+    return notes
+
+
+def _write_site(staging: Path, by_suite: dict[str, list[Record]],
+                source: Callable[[Record], Path], descriptions: dict[str, str | None],
+                figures: bool) -> list[str]:
+    env = _environment()
+    common = {"version": _version()}
+    (staging / "assets").mkdir(parents=True)
+    for asset in ASSETS:
+        (staging / "assets" / asset).write_bytes(
+            (files("crlbench.site") / "assets" / asset).read_bytes())
+    notes: list[str] = []
+    overview = []
+    for suite, records in by_suite.items():
+        folder = staging / suite
+        (folder / "runs").mkdir(parents=True)
+        page = suite_page(records, suite, descriptions.get(suite))
+        shown: list[dict] = []
+        if figures and page["counts"]["ok"]:
+            shown, skipped = _figures(records, suite, folder)
+            notes += [f"{suite}: no {kind} figure: {why}" for kind, why in skipped.items()]
+        (folder / "index.html").write_text(
+            env.get_template("suite.html").render(page=page, figures=shown, root="../",
+                                                  **common))
+        for record in records:
+            target = folder / run_page(record)
+            curves = _run_curves(record, target.parent) if figures else None
+            target.write_text(env.get_template("run.html").render(
+                page=run_page_context(record), curves=curves, root="../../", **common))
+            shutil.copyfile(source(record), target.with_suffix(".json"))
+        overview.append(_overview(suite, page, records))
+    (staging / "index.html").write_text(
+        env.get_template("index.html").render(suites=overview, root="", **common))
+    return notes
+
+
+def _overview(suite: str, page: dict, records: Iterable[Record]) -> dict:
+    dates = sorted(str(r.get("created", ""))[:10] for r in records if r.get("created"))
+    return {"suite": suite, "description": page["description"], "ok": page["counts"]["ok"],
+            "failed": page["counts"]["failed"], "datasets": [t["dataset"] for t in page["tables"]],
+            "made": (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}")
+                    if dates else ""}

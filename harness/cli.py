@@ -2,6 +2,7 @@
 
     crlbench run suite=quickstart [key=value ...] [--force] [--dry-run]
     crlbench table [suite=NAME] [dataset=A,B] [metric=M,N] [method=X,Y] [--format F]
+                   [--interval std|t|bootstrap] [--vs paper]
     crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
     crlbench report [suite=NAME] [--output FILE]
     crlbench site [suite=A,B] [--output DIR] [--no-figures]
@@ -73,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--interval", default="std", choices=TABLE_INTERVALS,
                        help="beside each mean: the sample std (default), or the 95%% interval "
                             "of the mean over seeds (t, or percentile bootstrap)")
+    table.add_argument("--vs", choices=("paper",), default=None,
+                       help="paper: each of our numbers beside the published one of the same "
+                            "method, dataset and metric (the tables the suite mirrors), with "
+                            "the difference and the conventions that differ")
     table.add_argument("--output", type=Path, help="write the table to this file")
 
     plot = sub.add_parser("plot", help="draw figures from run records (PNG and PDF)")
@@ -331,13 +336,17 @@ def _scan_store(filters: dict[str, list[str]]) -> tuple[Path, StoreScan]:
 
 def cmd_table(args: argparse.Namespace, console: Console) -> int:
     from crlbench.report import mixed_configs
-    from crlbench.report.output import table_output
+    from crlbench.report.output import comparison_output, table_output
 
     filters = _parse_filters(args.filters)
     _, records = _scan(filters)
     shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
-    out = table_output(records, args.format, width=console.width, plain=bool(args.output),
-                       metrics=filters.get("metric"), interval=args.interval, **shown)
+    if args.vs == "paper":
+        out = comparison_output(records, args.format, width=console.width,
+                                plain=bool(args.output), metrics=filters.get("metric"), **shown)
+    else:
+        out = table_output(records, args.format, width=console.width, plain=bool(args.output),
+                           metrics=filters.get("metric"), interval=args.interval, **shown)
     for warning in mixed_configs(records, **shown):
         _note(f"warning: {warning}")
     if args.output:

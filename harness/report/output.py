@@ -51,6 +51,33 @@ def table_output(records: list[Record], fmt: str, *, width: int | None, plain: b
     return out
 
 
+def comparison_output(records: list[Record], fmt: str, *, width: int | None, plain: bool,
+                      datasets: list[str] | None = None, metrics: list[str] | None = None,
+                      methods: list[str] | None = None) -> str | RenderableType:
+    """`crlbench table --vs paper`: each of our cells (narrowed by the filters) beside the
+    published numbers of the same method, dataset and metric, in format `fmt`."""
+    from crlbench.report.papers import (
+        check_comparable,
+        compare,
+        load_tables,
+        render_comparison,
+        tables_for,
+    )
+    from crlbench.report.select import pick_suite
+
+    suite = str(pick_suite(records, None)[0].get("suite"))
+    summary = summarize(records, datasets=datasets, metrics=metrics, methods=methods)
+    tables, mirrored = tables_for(suite, load_tables())
+    frame = compare(records, summary, tables)
+    check_comparable(frame, tables)
+    note = None if mirrored else (f"No published table names suite {suite}: compared with "
+                                  "every shipped table on the method, dataset and metric.")
+    out = render_comparison(frame, tables, fmt, note)
+    if not isinstance(out, str) and plain:
+        return as_text(out, width or PLAIN_WIDTH)
+    return out
+
+
 def headline(records: Iterable[Record], width: int | None) -> tuple[RenderableType | None, bool]:
     """The headline metrics of a run's records as a terminal table (None when none is ok), and
     whether the records hold more metrics than the headline shows."""

@@ -6,6 +6,7 @@
     crlbench plot KIND [suite=NAME] [dataset=A,B] [metric=M] [--output DIR]
     crlbench report [suite=NAME] [--output FILE]
     crlbench site [suite=A,B] [--output DIR] [--no-figures]
+    crlbench bundle suite=NAME [key=value ...] [--output FILE] [--no-weights] | verify BUNDLE
     crlbench bench [key=value ...]
     crlbench new-method NAME [--dir PATH]
     crlbench methods [--check] | datasets [--classes NAME] | evaluators
@@ -106,6 +107,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="the site's folder (default <results.dir>/site); replaced whole")
     site.add_argument("--no-figures", action="store_true",
                       help="leave out the figures and the runs' training curves (faster)")
+
+    bundle = sub.add_parser("bundle", help="write one archive that publishes a suite: its "
+                                           "records, kept weights, resolved suite, site and a "
+                                           "manifest of hashes")
+    bundle.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="suite=NAME|PATH.yaml and the overrides the suite was run with "
+                             "(results.dir=PATH for another store)")
+    bundle.add_argument("--output", type=Path,
+                        help="the archive (default ./<suite>.bundle.tar.gz)")
+    bundle.add_argument("--no-weights", action="store_true",
+                        help="leave the kept weights out (records and site only)")
+    bundle.add_argument("--no-figures", action="store_true",
+                        help="a site without figures and curves (faster)")
+    verify = sub.add_parser("verify", help="check a bundle: every file against its manifest, "
+                                           "records, weights and the suite's plan")
+    verify.add_argument("bundle", type=Path, help="the .tar.gz that crlbench bundle wrote")
 
     bench = sub.add_parser("bench", help="measure the harness's speed: training images/s "
                                          "(eager, compiled, vs a DataLoader), evaluation and "
@@ -419,6 +436,44 @@ def cmd_site(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.bundle import write_bundle
+    from crlbench.loader import load_suite
+
+    suite, overrides = _split_suite(args.overrides)
+    if suite is None:
+        raise UserError("crlbench bundle needs suite=NAME (see `crlbench suites`) or "
+                        "suite=PATH.yaml")
+    cfg = load_suite(suite, overrides)
+    _, found = _scan_store({"results.dir": [str(cfg.results.dir)], "suite": [str(cfg.name)]})
+    output = args.output or Path(f"{cfg.name}.bundle.tar.gz")
+    made = write_bundle(cfg, found.records, found.path_of, output,
+                        weights=not args.no_weights, figures=not args.no_figures)
+    for note in made.notes:
+        _note(f"note: {note}")
+    print(f"{made.path}: {made.records} records, {made.weights} kept weights, {made.files} "
+          f"files; sha256 {made.sha256}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    from crlbench.bundle import verify_bundle
+
+    result = verify_bundle(args.bundle)
+    for note in result.notes:
+        _note(f"note: {note}")
+    for problem in result.problems:
+        print(f"FAILED {problem}")
+    summary = (f"{args.bundle}: suite {result.suite}, {result.records} records, "
+               f"{result.weights} kept weights, {result.files} files")
+    if result.problems:
+        print(f"{summary}: {len(result.problems)} problem"
+              f"{'s' if len(result.problems) != 1 else ''}")
+        return 1
+    print(f"{summary}: ok")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from crlbench.bench import load_bench_config, run_bench
 
@@ -535,7 +590,7 @@ def cmd_suites(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMANDS = {"run": cmd_run, "evaluate": cmd_evaluate, "table": cmd_table, "plot": cmd_plot,
-            "site": cmd_site,
+            "site": cmd_site, "bundle": cmd_bundle, "verify": cmd_verify,
             "report": cmd_report, "bench": cmd_bench, "new-method": cmd_new_method,
             "methods": cmd_methods, "datasets": cmd_datasets, "evaluators": cmd_evaluators,
             "suites": cmd_suites}

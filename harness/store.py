@@ -146,8 +146,16 @@ def read_record(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError("not a regular file" if path.exists() else "cannot read: it is gone")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
+        return parse_record(path.read_bytes())
+    except OSError as e:
+        raise ValueError(f"cannot read: {e}") from None
+
+
+def parse_record(raw: bytes) -> dict[str, Any]:
+    """A record from its file's bytes; ValueError saying why they are not a valid record."""
+    try:
+        data = json.loads(raw.decode())
+    except UnicodeDecodeError as e:
         raise ValueError(f"cannot read: {e}") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"not valid JSON (line {e.lineno}, column {e.colno})") from None

@@ -91,6 +91,19 @@ def rank_summary(records: Iterable[Record], metric: str | None = None) -> Ranks:
                  cd=nemenyi_cd(k, n, ALPHA), friedman=friedman_test(scores))
 
 
+def ranks_line(records: Iterable[Record], metric: str | None = None) -> str | None:
+    """One sentence with the average ranks over the datasets (best first), the critical
+    difference and the Friedman p-value; None with fewer than 2 methods or datasets."""
+    try:
+        summary = rank_summary(records, metric)
+    except UserError:
+        return None
+    ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in summary.ranks.sort_values().items())
+    p_text = "" if summary.friedman is None else f"; Friedman p = {summary.friedman:.3g}"
+    return (f"Average rank on {summary.label} over {summary.datasets} datasets (1 the best): "
+            f"{ranks}; Nemenyi CD = {summary.cd:.2f} at alpha = {ALPHA:g}{p_text}.")
+
+
 def cd_figure(records: Iterable[Record], metric: str | None = None) -> Figure:
     """The suite's critical-difference diagram on `metric` (default: its first table
     metric)."""

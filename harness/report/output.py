@@ -34,12 +34,18 @@ def table_output(records: list[Record], fmt: str, *, width: int | None, plain: b
     terminal) or preceded (latex, as comments) by its provenance and conventions lines; csv
     stays data only. `plain`: text even for the terminal format (for a file). `interval`:
     what a cell shows beside its mean (one of TABLE_INTERVALS)."""
+    from crlbench.report.cd import ranks_line
+    from crlbench.report.select import select
+
     summary = summarize(records, datasets=datasets, metrics=metrics, methods=methods)
     summary.attrs["interval"] = interval
     out = render(summary, fmt, width=width)
     shown = {"datasets": datasets, "methods": methods}
-    lines = [line for line in (provenance(records, **shown), conventions_line(records, **shown))
-             if line]
+    # ranked on the table's first metric, over the datasets and methods it shows
+    ranks = ranks_line(select(records, datasets=datasets, methods=methods),
+                       str(summary["metric"].cat.categories[0]) if metrics else None)
+    lines = [line for line in (ranks, provenance(records, **shown),
+                               conventions_line(records, **shown)) if line]
     if not isinstance(out, str) and plain:
         out = as_text(out)
     if lines and fmt in ("markdown", "terminal"):

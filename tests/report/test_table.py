@@ -529,3 +529,20 @@ def test_the_table_command_takes_an_interval(tmp_path, capsys):
         main(["table", f"results.dir={tmp_path}", "--interval", "wide"])
     assert exit_.value.code == 2
     assert "invalid choice: 'wide'" in capsys.readouterr().err
+
+
+def test_a_table_over_several_datasets_states_the_average_ranks(tmp_path, capsys):
+    from boards import write_board
+
+    from crlbench.cli import main
+
+    store = tmp_path / "results"
+    write_board(store)  # alpha ahead of beta ahead of gamma ahead of raw on both datasets
+    assert main(["table", f"results.dir={store}", "--format", "markdown"]) == 0
+    # Friedman: chi2 = 12 N / (k (k + 1)) sum R_j^2 - 3 N (k + 1) = 6 for k = 4, N = 2,
+    # p = chi2.sf(6, 3) = 0.112; CD = q_0.05(4) sqrt(k (k + 1) / (6 N)) = 2.569 * 1.291
+    assert ("Average rank on kNN-5 over 2 datasets (1 the best): alpha 1.00, beta 2.00, "
+            "gamma 3.00, raw 4.00; Nemenyi CD = 3.32 at alpha = 0.05; Friedman p = 0.112."
+            in capsys.readouterr().out)
+    assert main(["table", f"results.dir={store}", "dataset=digits"]) == 0
+    assert "Average rank" not in capsys.readouterr().out  # one dataset: nothing to rank over

@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from crlbench.errors import UserError
-from crlbench.store import parse_record, record_key
+from crlbench.store import parse_record, record_key, sha256_of
 
 FORMAT = "crlbench-bundle"
 VERSION = 1
@@ -93,7 +93,7 @@ def write_bundle(cfg, records: list[dict[str, Any]], path_of: Callable[[dict], P
             if not kept.is_file():
                 notes.append(f"run {record['run_id']}: its kept weights {kept.name} are not "
                              "in the store; left out")
-            elif _file_sha256(kept) != expected:
+            elif sha256_of(kept) != expected:
                 notes.append(f"run {record['run_id']}: {kept} does not have the SHA-256 its "
                              "record gives; left out")
             else:
@@ -135,7 +135,7 @@ def write_bundle(cfg, records: list[dict[str, Any]], path_of: Callable[[dict], P
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return Bundled(path=output, sha256=_file_sha256(output), records=len(runs),
+    return Bundled(path=output, sha256=sha256_of(output), records=len(runs),
                    weights=sum(1 for r in runs.values() if r["weights"]),
                    files=len(manifest["files"]), notes=notes)
 
@@ -145,14 +145,6 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size, info.mode = len(data), 0o644
     info.mtime = 0  # the same contents give the same archive members
     tar.addfile(info, io.BytesIO(data))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

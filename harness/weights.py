@@ -19,7 +19,7 @@ from typing import Any
 from safetensors.torch import load, save
 from torch import Tensor, nn
 
-from crlbench.store import write_atomic
+from crlbench.store import sha256_of, write_atomic  # noqa: F401  (sha256_of: re-exported)
 
 SUFFIX = ".safetensors"
 
@@ -50,13 +50,6 @@ def kept_tensors(method: nn.Module) -> dict[str, Tensor]:
     state = method.state_dict()
     return {k: state[k].detach().cpu().contiguous().clone() for k in _kept_keys(method, state)}
 
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_weights(method: nn.Module, path: Path, metadata: dict[str, str]) -> dict[str, Any]:

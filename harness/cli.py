@@ -359,6 +359,9 @@ def cmd_table(args: argparse.Namespace, console: Console) -> int:
     _, records = _scan(filters)
     shown = {"datasets": filters.get("dataset"), "methods": filters.get("method")}
     if args.vs == "paper":
+        if args.interval != "std":
+            raise UserError("--interval applies to tables, not to --vs paper (which shows "
+                            "mean ± std beside the published number)")
         out = comparison_output(records, args.format, width=console.width,
                                 plain=bool(args.output), metrics=filters.get("metric"), **shown)
     else:
@@ -418,15 +421,16 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_site(args: argparse.Namespace, console: Console) -> int:
     from crlbench.report.page import suite_description
-    from crlbench.site import build_site
+    from crlbench.site import build_site, check_output
 
     filters = _parse_filters(args.filters, REPORT_KEYS, "site argument")
     store, found = _scan_store(filters)
+    output = args.output or store / "site"
+    check_output(output, store)
     by_suite: dict[str, list[dict]] = {}
     for record in found.records:
         by_suite.setdefault(str(record["suite"]), []).append(record)
     by_suite = dict(sorted(by_suite.items()))
-    output = args.output or store / "site"
     notes = build_site(by_suite, found.path_of, output,
                        {suite: suite_description(suite) for suite in by_suite},
                        figures=not args.no_figures)

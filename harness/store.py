@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -189,6 +190,14 @@ def is_done(path: Path) -> bool:
 
 
 RECORD_KEY = ("suite", "method", "dataset", "run_id")  # what names a record in a store
+# the names that become folders and files of a store (suites, methods, datasets, run ids)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def safe_names(record: dict[str, Any]) -> bool:
+    """True when the record's suite, method, dataset and run_id are all SAFE_NAMEs (a record
+    written by hand, or edited, may hold a name that would leave a folder built from it)."""
+    return all(isinstance(record.get(k), str) and SAFE_NAME.match(record[k]) for k in RECORD_KEY)
 
 
 def record_key(record: dict[str, Any]) -> tuple[Any, ...]:

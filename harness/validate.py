@@ -26,9 +26,8 @@ from crlbench.data import DatasetSource
 from crlbench.errors import UserError
 from crlbench.plugin import PluginEntry
 from crlbench.resolve import resolve_dataset, resolve_method
-from crlbench.store import RESERVED
+from crlbench.store import RESERVED, SAFE_NAME
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 MAX_IMAGE_SIZE = 1024  # a side beyond it is a typo here (ImageNet runs use 224)
 MAX_RUNS = 100_000  # runs of one suite (an upper bound before any per-method filtering)
@@ -41,14 +40,14 @@ def check_names(cfg: DictConfig) -> tuple[dict[str, PluginEntry], dict[str, Data
             raise UserError(f"'{key}' is empty; give at least one, e.g. {key}=[...]")
         if len(set(cfg[key])) != len(cfg[key]):
             raise UserError(f"'{key}' lists a value twice: {list(cfg[key])}")
-    if not _SAFE_NAME.match(cfg.name):
+    if not SAFE_NAME.match(cfg.name):
         raise UserError(f"suite name {cfg.name!r} must be letters, digits, '_', '.', '+', '-'")
     if cfg.name in RESERVED:
         raise UserError(f"suite name {cfg.name!r} is reserved (results/{cfg.name}/ holds "
                         "crlbench's own output); name the suite otherwise")
     for kind, names in (("method", cfg.method), ("dataset", cfg.dataset)):
         for name in names:  # names become folders of the results store
-            if not _SAFE_NAME.match(name):
+            if not SAFE_NAME.match(name):
                 raise UserError(f"{kind} name {name!r} must be letters, digits, '_', '.', '+', "
                                 "'-' (it names a folder of the results store)")
     methods = {name: resolve_method(name) for name in cfg.method}

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY
 
+import crlbench.bundle
 from crlbench.cli import main
+from crlbench.store import _umask
 
 SUITE = ["suite=quickstart", "method=simclr,raw", "seeds=[0]", *TINY]
 
@@ -36,7 +38,7 @@ def members(path: Path) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
 
 
-def rewrite(source: Path, target: Path, files: dict[str, bytes],
+def rewrite(target: Path, files: dict[str, bytes],
             extra: list[tarfile.TarInfo] = ()) -> Path:
     with tarfile.open(target, "w:gz") as tar:
         for name, data in files.items():
@@ -88,7 +90,7 @@ def test_the_extracted_store_tabulates_as_the_original(bundle, store, tmp_path, 
 def _tampered(bundle: Path, tmp_path: Path, change) -> Path:
     files = members(bundle)
     change(files)
-    return rewrite(bundle, tmp_path / "tampered.tar.gz", files)
+    return rewrite(tmp_path / "tampered.tar.gz", files)
 
 
 def _first(files: dict[str, bytes], suffix: str) -> str:
@@ -128,7 +130,7 @@ def test_links_and_escaping_paths_are_problems(bundle, tmp_path, capsys):
     link = tarfile.TarInfo("quickstart-bundle/link")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     escape = tarfile.TarInfo("quickstart-bundle/../../evil")
-    target = rewrite(bundle, tmp_path / "links.tar.gz", members(bundle), [link, escape])
+    target = rewrite(tmp_path / "links.tar.gz", members(bundle), [link, escape])
     code, out = verify(target, capsys)
     assert code == 1
     assert "link: not a regular file" in out and "a path that leaves the bundle" in out
@@ -159,10 +161,92 @@ def test_bundle_needs_a_suite_and_writes_nothing_on_failure(store, tmp_path, cap
     assert main(["bundle", f"results.dir={store}"]) == 2
     assert "needs suite=" in capsys.readouterr().err
 
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+    def full_disk(raw, top, files):
+        raw.write(b"part of an archive")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("crlbench.site.build_site", broken)
-    with pytest.raises(OSError):
-        main(["bundle", *SUITE, f"results.dir={store}", "--output", str(tmp_path / "b.tgz")])
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(crlbench.bundle, "_write_tar", full_disk)
+    assert main(["bundle", *SUITE, f"results.dir={store}", "--output", str(tmp_path / "b.tgz"),
+                 "--no-figures"]) == 1
+    assert "No space left" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no archive, no temporary file
+
+
+def test_the_archive_is_readable_by_others(bundle):
+    assert bundle.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _manifest_edit(bundle: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the bundle whose files `edit` changes, with the manifest's hashes of every
+    file made to match again (as a careful forger would)."""
+    import hashlib
+
+    files = members(bundle)
+    key = "quickstart-bundle/manifest.json"
+    manifest = json.loads(files[key])
+    edit(files, manifest)
+    for name, data in files.items():
+        short = name.split("/", 1)[1]
+        if short in manifest["files"]:
+            manifest["files"][short] = {"sha256": hashlib.sha256(data).hexdigest(),
+                                        "bytes": len(data)}
+    files[key] = json.dumps(manifest).encode()
+    return rewrite(tmp_path / "edited.tar.gz", files)
+
+
+def test_a_record_moved_to_another_suite_or_a_changed_plan_is_caught(bundle, tmp_path, capsys):
+    def move(files, manifest):
+        name = _first(files, ".json")
+        files[name] = files[name].replace(b'"suite": "quickstart"', b'"suite": "../../x"')
+
+    code, out = verify(_manifest_edit(bundle, tmp_path, move), capsys)
+    assert code == 1 and "which is not its place" in out, out
+
+    def replan(files, manifest):
+        name = "quickstart-bundle/suite.yaml"
+        files[name] = files[name].replace(b"- 0\n", b"- 0\n- 1\n", 1)
+
+    code, out = verify(_manifest_edit(bundle, tmp_path, replan), capsys)
+    assert code == 1 and "which is not the manifest's plan" in out, out
+
+
+def test_an_unsafe_manifest_suite_writes_nothing_and_exits_2(bundle, tmp_path, capsys):
+    def rename(files, manifest):
+        manifest["suite"] = "../PWNED"
+
+    code, out = verify(_manifest_edit(bundle, tmp_path, rename), capsys)
+    assert code == 2 and "not a plain name" in out
+    assert not list(tmp_path.parent.glob("PWNED*"))
+
+
+@pytest.mark.parametrize("manifest", [
+    {"format": "crlbench-bundle", "version": 1},
+    {"format": "crlbench-bundle", "version": 1, "suite": "quickstart", "files": [],
+     "runs": {}, "plan": {}},
+    {"format": "crlbench-bundle", "version": 1, "suite": "quickstart", "files": {},
+     "runs": {"a": "b"}, "plan": {}},
+    [1, 2],
+])
+def test_a_malformed_manifest_is_one_line_and_exit_2(tmp_path, capsys, manifest):
+    path = rewrite(tmp_path / "m.tar.gz",
+                   {"quickstart-bundle/manifest.json": json.dumps(manifest).encode()})
+    code, out = verify(path, capsys)
+    assert code == 2 and len(out.strip().splitlines()) == 1, out
+
+
+def test_stray_store_files_and_failed_runs(bundle, tmp_path, capsys):
+    def stray(files, manifest):
+        files["quickstart-bundle/store/quickstart/raw/digits/extra.safetensors"] = b"x"
+        manifest["files"]["store/quickstart/raw/digits/extra.safetensors"] = {}
+
+    code, out = verify(_manifest_edit(bundle, tmp_path, stray), capsys)
+    assert code == 1 and "no run's record or weights" in out
+
+    def failed(files, manifest):
+        name = _first(files, ".json")
+        files[name] = files[name].replace(b'"status": "ok"', b'"status": "failed"')
+        run = next(r for r in manifest["runs"].values() if r["record"] in name)
+        run["status"] = "failed"
+
+    code, out = verify(_manifest_edit(bundle, tmp_path, failed), capsys)
+    assert code == 0 and "1 of the 2 runs did not finish ok" in out, out

@@ -72,23 +72,31 @@ class Ranks:
     datasets: int  # the complete blocks ranked over
     cd: float  # Nemenyi's critical difference at ALPHA
     friedman: float | None  # the Friedman test's p-value
+    left_out: tuple[str, ...] = ()  # methods without the metric on any dataset
 
 
 def rank_summary(records: Iterable[Record], metric: str | None = None) -> Ranks:
     """The average ranks on `metric` (default: the suite's first table metric) over the
-    datasets where every method has it; `UserError` with fewer than 2 methods or datasets."""
+    datasets where every method that has it has it; `UserError` with fewer than 2 methods or
+    datasets, or for a metric that is not ranked (an estimate such as a K)."""
     suite, runs = suite_runs(records)
     metric = metric or _default_metric(runs)
+    # the records' evaluators may declare their own metrics lower-is-better
+    style = metric_style(metric, frozenset(
+        name for r in runs for name in r.get("lower_is_better") or ()))
+    if not style.ranked:
+        raise UserError(f"{metric} is an estimate judged by its error, not a score to rank")
     scores = dataset_scores(runs, metric)
     k, n = scores.shape[1], scores.shape[0]
     if k < 2 or n < 2:
         raise UserError(f"a critical-difference diagram compares at least 2 methods over at "
                         f"least 2 datasets on which all have {metric}; these records give {k} "
                         f"method(s) over {n} such dataset(s)")
-    style = metric_style(metric)
     return Ranks(suite=suite, metric=metric, label=style.label, datasets=n,
                  ranks=average_ranks(scores, lower_is_better=style.lower_is_better),
-                 cd=nemenyi_cd(k, n, ALPHA), friedman=friedman_test(scores))
+                 cd=nemenyi_cd(k, n, ALPHA), friedman=friedman_test(scores),
+                 left_out=tuple(label for label in ordered_labels(runs)
+                                if label not in scores.columns))
 
 
 def ranks_line(records: Iterable[Record], metric: str | None = None) -> str | None:
@@ -100,8 +108,10 @@ def ranks_line(records: Iterable[Record], metric: str | None = None) -> str | No
         return None
     ranks = ", ".join(f"{name} {rank:.2f}" for name, rank in summary.ranks.sort_values().items())
     p_text = "" if summary.friedman is None else f"; Friedman p = {summary.friedman:.3g}"
+    out = "" if not summary.left_out else \
+        f"; not ranked (no {summary.label}): {', '.join(summary.left_out)}"
     return (f"Average rank on {summary.label} over {summary.datasets} datasets (1 the best): "
-            f"{ranks}; Nemenyi CD = {summary.cd:.2f} at alpha = {ALPHA:g}{p_text}.")
+            f"{ranks}; Nemenyi CD = {summary.cd:.2f} at alpha = {ALPHA:g}{p_text}{out}.")
 
 
 def cd_figure(records: Iterable[Record], metric: str | None = None) -> Figure:

@@ -80,7 +80,7 @@ def comparison_output(records: list[Record], fmt: str, *, width: int | None, pla
                                   "every shipped table on the method, dataset and metric.")
     out = render_comparison(frame, tables, fmt, note)
     if not isinstance(out, str) and plain:
-        return as_text(out, width or PLAIN_WIDTH)
+        return as_text(out, PLAIN_WIDTH)
     return out
 
 

@@ -114,10 +114,11 @@ def tables_for(suite: str, tables: Sequence[PaperTable]) -> tuple[list[PaperTabl
 
 
 def our_conventions(record: Record) -> dict[str, Any]:
-    """The structured conventions of a record's numbers, in FACETS' terms."""
+    """The structured conventions of a record's numbers, in FACETS' terms (None where the
+    record does not say)."""
     config = record.get("config") or {}
     split = (record.get("data") or {}).get("train_split") or \
-        (config.get("data") or {}).get("train_split") or "train"
+        (config.get("data") or {}).get("train_split")
     return {
         "trained_on": split,
         "scored_on": {"all": "train+test", "test": "test"}.get(str(record.get("cluster_split"))),
@@ -146,14 +147,17 @@ def _same(ours: Any, theirs: Any) -> bool:
 def differences(ours: Sequence[Mapping[str, Any]], paper: Mapping[str, Any],
                 metric: str) -> tuple[list[str], list[str]]:
     """The conventions bearing on `metric` that differ ("trained on: ours train+test, paper
-    train") and those the paper does not state, for a cell whose records have `ours`."""
+    train"), and those that cannot be compared ("kNN temperature: not stated by the paper",
+    or "...: not in our records"), for a cell whose records have `ours`."""
     differ, unknown = [], []
     for facet in facets_of(metric):
         label = FACETS[facet]
         theirs = paper.get(facet)
         mine = list(dict.fromkeys(str(c.get(facet)) for c in ours))
         if theirs is None:
-            unknown.append(label)
+            unknown.append(f"{label}: not stated by the paper")
+        elif any(c.get(facet) is None for c in ours):
+            unknown.append(f"{label}: not in our records")
         elif not all(_same(c.get(facet), theirs) for c in ours):
             differ.append(f"{label}: ours {' | '.join(mine)}, paper {theirs}")
     return differ, unknown
@@ -168,24 +172,25 @@ def compare(records: Iterable[Record], summary: pd.DataFrame,
     """Each cell of `summary` (from `summarize`) beside each published number for the same
     method (its rows without a variant), dataset and metric: our mean, std and n, the paper's
     value, delta = ours - paper (fractions), the table and printed row, and the conventions
-    that differ or that the paper does not state. A number two tables print alike (a main
-    table and its appendix) is listed once, with both tables."""
+    that differ or cannot be compared. A number two tables print alike under the same
+    conventions (a main table and its appendix) is listed once, with both tables."""
     by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
         if record.get("status") == "ok" and not record.get("variant"):
             by_cell.setdefault((row_label(record), record["dataset"]), []).append(
                 our_conventions(record))
-    published: dict[tuple[str, str, str, float], list[tuple[PaperTable, PaperNumber]]] = {}
+    published: dict[tuple, list[tuple[PaperTable, PaperNumber]]] = {}
     for table in tables:
+        conventions = tuple(sorted((k, str(v)) for k, v in table.conventions.items()))
         for number in table.numbers:
-            key = (number.method, number.dataset, number.metric, number.value)
+            key = (number.method, number.dataset, number.metric, number.value, conventions)
             published.setdefault(key, []).append((table, number))
     rows = []
     for cell in summary.astype({"method": str, "dataset": str, "metric": str}).itertuples():
         conventions = by_cell.get((cell.method, cell.dataset))
         if not conventions:
             continue  # a variant row: no published number is of it
-        for (method, dataset, metric, value), sources in published.items():
+        for (method, dataset, metric, value, _), sources in published.items():
             if (method, dataset, metric) != (cell.method, cell.dataset, cell.metric):
                 continue
             table = sources[0][0]
@@ -193,7 +198,7 @@ def compare(records: Iterable[Record], summary: pd.DataFrame,
             rows.append((cell.method, cell.dataset, cell.metric, cell.mean, cell.std, cell.n,
                          value, cell.mean - value, ", ".join(t.id for t, _ in sources),
                          "; ".join(dict.fromkeys(n.row for _, n in sources)),
-                         "; ".join(differ), ", ".join(unknown)))
+                         "; ".join(differ), "; ".join(unknown)))
     return pd.DataFrame(rows, columns=list(COMPARISON))
 
 
@@ -220,7 +225,7 @@ def comparison_rows(frame: pd.DataFrame) -> list[list[str]]:
     out = []
     for r in frame.itertuples():
         marks = (["≠ " + r.differs] if r.differs else []) + \
-            ([f"? not stated: {r.unknown}"] if r.unknown else [])
+            ([f"? {r.unknown}"] if r.unknown else [])
         out.append([r.method, r.dataset, metric_style(r.metric).label,
                     format_mean_std(r.metric, r.mean, r.std) + ("" if r.n == 1 else
                                                                 f" (n={r.n})"),
@@ -231,9 +236,10 @@ def comparison_rows(frame: pd.DataFrame) -> list[list[str]]:
 
 HEADER = ["method", "dataset", "metric", "ours", "paper", "Δ", "published in", "conventions"]
 FOOTNOTE = ("Δ = ours − paper, in the metric's display units (accuracy, NMI, ARI in %); ours: "
-            "mean ± std over our seeds; ≠: a convention behind the two numbers differs; ?: the "
-            "source does not state it. The paper's protocol (backbone, epochs, optimiser) is "
-            "its own: see each table's setting below.")
+            "mean ± std over our seeds; ≠: a convention behind the two numbers differs; ?: it "
+            "cannot be compared (the source does not state it, or our records do not). The "
+            "paper's protocol (backbone, epochs, optimiser) is its own: see each table's "
+            "setting below.")
 
 
 def settings_lines(tables: Sequence[PaperTable], used: Iterable[str]) -> list[str]:

@@ -13,7 +13,11 @@ run's record), so it can be opened from disk or served by any static host, with 
     <suite>/runs/<id>.json     its record, byte for byte as the store has it
 
 What the pages show is `crlbench.site.context`'s; this module renders and writes. The folder is
-written beside and then moved into place, so an interrupted build leaves the old site whole.
+written beside and then moved into place, so an interrupted build leaves the old site whole; it
+carries a marker file, and only a folder with that marker (or an empty or new one) is replaced,
+so `--output` cannot wipe a folder that is not a site. A record whose suite, method, dataset or
+run_id is not a plain name (edited by hand) is left out with a note: page paths are built from
+them.
 """
 
 from __future__ import annotations
@@ -23,10 +27,32 @@ from collections.abc import Callable, Iterable
 from importlib.resources import files
 from pathlib import Path
 
+from crlbench.errors import UserError
 from crlbench.report.select import Record
 from crlbench.site.context import run_page, run_page_context, suite_page
+from crlbench.store import safe_names
 
 ASSETS = ("site.css", "sort.js")
+MARKER = ".crlbench-site"  # in every folder `crlbench site` writes
+
+
+def check_output(output: Path, store: Path) -> None:
+    """UserError unless `output` is a folder `crlbench site` may replace: new, empty, or a
+    site it wrote; never the store, a folder holding it, or a folder inside it but its own
+    `site/` (the store's readers would take the pages' record copies for records)."""
+    output, store = Path(output).resolve(), Path(store).resolve()
+    if output == store or store.is_relative_to(output):
+        raise UserError(f"--output {output} is or holds the results store {store}; choose a "
+                        "folder of its own (default <results.dir>/site)")
+    if output.is_relative_to(store) and output != store / "site":
+        raise UserError(f"--output {output} is inside the results store {store}, whose "
+                        "readers would take the site's record copies for records; use "
+                        f"{store / 'site'} or a folder outside the store")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file, not a folder")
+    if output.is_dir() and any(output.iterdir()) and not (output / MARKER).is_file():
+        raise UserError(f"--output {output} is a folder that crlbench site did not write; "
+                        "it would be replaced whole: choose a new or empty folder")
 
 
 def _environment():
@@ -82,16 +108,27 @@ def build_site(by_suite: dict[str, list[Record]], source: Callable[[Record], Pat
     there; `source(record)` is the record's file, copied beside its page. `descriptions`:
     suite -> the text under its title. Returns notes about figures that could not be drawn."""
     output = Path(output)
-    staging = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging, old = (output.with_name(f".{output.name}.{part}") for part in ("partial", "old"))
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    notes = []
+    kept: dict[str, list[Record]] = {}
+    for suite, records in by_suite.items():
+        for record in records:
+            if safe_names(record):
+                kept.setdefault(suite, []).append(record)
+            else:
+                notes.append(f"left out a record of {source(record)}: its suite, method, "
+                             "dataset or run_id is not a plain name")
     try:
-        notes = _write_site(staging, by_suite, source, descriptions, figures)
+        notes += _write_site(staging, kept, source, descriptions, figures)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if output.exists():
-        shutil.rmtree(output)
+        output.rename(old)
     staging.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
     return notes
 
 
@@ -101,6 +138,8 @@ def _write_site(staging: Path, by_suite: dict[str, list[Record]],
     env = _environment()
     common = {"version": _version()}
     (staging / "assets").mkdir(parents=True)
+    (staging / MARKER).write_text("written by crlbench site; the next build replaces this "
+                                  "folder whole\n")
     for asset in ASSETS:
         (staging / "assets" / asset).write_bytes(
             (files("crlbench.site") / "assets" / asset).read_bytes())

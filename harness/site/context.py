@@ -120,6 +120,7 @@ def ranks_table(records: list[Record]) -> dict[str, Any] | None:
         "friedman": None if ranks.friedman is None else f"{ranks.friedman:.3g}",
         "rows": [{"method": method, "rank": f"{rank:.2f}", "value": rank}
                  for method, rank in ranks.ranks.sort_values().items()],
+        "left_out": list(ranks.left_out),
     }
 
 
@@ -129,7 +130,9 @@ def suite_page(records: list[Record], suite: str, description: str | None) -> di
     ok = ok_runs(records)
     failed = sorted((r for r in records if r.get("status") != "ok"),
                     key=lambda r: (order_key(r), r.get("dataset"), r.get("seed")))
-    datasets = sorted({r["dataset"] for r in ok})
+    # datasets with a number to show (a run's metrics may all be NaN)
+    datasets = sorted({r["dataset"] for r in ok
+                       if any(is_number(v) for v in (r.get("metrics") or {}).values())})
     return {
         "suite": suite,
         "description": description,

@@ -110,7 +110,10 @@ def test_differences_by_metric():
     paper = {"trained_on": "train", "scored_on": None, "knn_temperature": 0.07,
              "linear_probe": "online"}
     assert differences(ours, paper, "head_acc") == (
-        ["trained on: ours train+test, paper train"], ["clustering scored on"])
+        ["trained on: ours train+test, paper train"],
+        ["clustering scored on: not stated by the paper"])
+    assert differences([{**ours[0], "knn_temperature": None}], paper, "knn5_acc")[1] == \
+        ["kNN temperature: not in our records"]
     assert differences(ours, paper, "knn5_acc") == (
         ["trained on: ours train+test, paper train"], [])
     assert differences(ours, {**paper, "knn_temperature": 0.1}, "knn200_acc")[0][1] == \

@@ -546,3 +546,18 @@ def test_a_table_over_several_datasets_states_the_average_ranks(tmp_path, capsys
             in capsys.readouterr().out)
     assert main(["table", f"results.dir={store}", "dataset=digits"]) == 0
     assert "Average rank" not in capsys.readouterr().out  # one dataset: nothing to rank over
+
+
+def test_average_ranks_follow_the_metric_s_direction_and_name_who_is_left_out():
+    from crlbench.report.cd import ranks_line
+
+    runs = [{**record(m, d, 0, {"my_err": e, "kest_silhouette": 3.0, **extra}),
+             "lower_is_better": ["my_err"]}
+            for d in ("a", "b") for m, e, extra in
+            (("x", 0.1, {}), ("y", 0.2, {}), ("z", 0.3, {}))]
+    runs += [record("w", d, 0, {"other": 1.0}) for d in ("a", "b")]
+    line = ranks_line(runs, "my_err")
+    assert line.startswith("Average rank on my_err over 2 datasets (1 the best): x 1.00, "
+                           "y 2.00, z 3.00;")
+    assert line.endswith("; not ranked (no my_err): w.")
+    assert ranks_line(runs, "kest_silhouette") is None  # an estimate, not a score

@@ -51,8 +51,14 @@ def _requests(driver) -> list[str]:
 
 
 def _open(driver, path: Path) -> None:
+    """Load a page and wait until it and its scripts are done (get() may return earlier for
+    a file:// page, before sort.js has hooked the headers)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get("about:blank")
     driver.get(path.as_uri())
-    assert driver.execute_script("return document.readyState") == "complete"
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _rows(driver, dataset: str) -> list[str]:

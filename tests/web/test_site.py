@@ -135,3 +135,62 @@ def test_unknown_suite_is_one_line_and_exit_2(board, capsys):
     assert main(["site", f"results.dir={board[0]}", "suite=nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope" in err
+
+
+def test_std_and_n_are_the_records(board):
+    import numpy as np
+
+    _, records = board
+    table = dataset_table(records, "fashion_mnist")
+    for row in table["rows"]:
+        for column, cell in zip(table["columns"], row["cells"], strict=True):
+            values = cell_values(records, row["method"], "fashion_mnist", column["metric"])
+            if values:
+                assert cell["std"] == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+                assert cell["n"] == len(values) == 3
+
+
+@pytest.mark.parametrize("where", ["store", "parent", "inside", "foreign"])
+def test_output_that_is_not_a_site_is_refused_and_kept(board, capsys, where):
+    store, _ = board
+    output = {"store": store, "parent": store.parent, "inside": store / "board",
+              "foreign": store.parent / "mine"}[where]
+    if where == "foreign":
+        output.mkdir()
+        (output / "notes.txt").write_text("mine")
+    before = sorted(p for p in store.parent.rglob("*"))
+    assert main(["site", f"results.dir={store}", "--output", str(output)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert sorted(p for p in store.parent.rglob("*")) == before
+
+
+def test_a_site_replaces_its_own_folder(board, tmp_path):
+    store, _ = board
+    output = tmp_path / "public"
+    for _ in range(2):
+        assert main(["site", f"results.dir={store}", "--output", str(output),
+                     "--no-figures"]) == 0
+    assert (output / ".crlbench-site").is_file() and (output / SUITE / "index.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["public", "results"]
+
+
+def test_records_with_names_that_would_leave_the_site_are_left_out(board, capsys):
+    store, records = board
+    path = store / SUITE / "alpha" / "digits" / f"{records[0]['run_id']}.json"
+    data = json.loads(path.read_text())
+    data.update(suite="../../escaped", run_id="../x")
+    path.write_text(json.dumps(data))
+    site = _site(store, "suite=demo", "--no-figures")
+    assert "is not a plain name" in capsys.readouterr().err
+    assert not (store.parent / "escaped").exists() and not (site.parent / "x.html").exists()
+    assert (site / SUITE / "index.html").is_file()
+
+
+def test_a_dataset_whose_runs_have_no_finite_metric_does_not_stop_the_site(board):
+    store, records = board
+    nan = {**records[0], "dataset": "cifar10", "run_id": "nan0", "metrics": {"knn5_acc": None}}
+    from crlbench.store import record_path, write_record
+
+    write_record(record_path(store, SUITE, nan["method"], "cifar10", "nan0"), nan)
+    page = (_site(store, "--no-figures") / SUITE / "index.html").read_text()
+    assert 'data-dataset="digits"' in page and 'data-dataset="cifar10"' not in page

@@ -38,7 +38,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from crlbench.errors import UserError
-from crlbench.store import SAFE_NAME, parse_record, record_key, sha256_of, write_atomic
+from crlbench.store import (
+    SAFE_NAME,
+    parse_record,
+    record_key,
+    safe_names,
+    sha256_of,
+    write_atomic,
+)
 
 FORMAT = "crlbench-bundle"
 VERSION = 1
@@ -91,7 +98,11 @@ def write_bundle(cfg, records: list[dict[str, Any]], path_of: Callable[[dict], P
     runs, notes = {}, []
     for record in sorted(records, key=record_key):
         source = path_of(record)
-        name = f"store/{suite}/{record['method']}/{record['dataset']}/{source.name}"
+        if not safe_names(record) or record["suite"] != suite:
+            notes.append(f"left out {source}: its suite, method, dataset or run_id is not a "
+                         f"plain name of suite {suite}")
+            continue
+        name = f"store/{suite}/{record['method']}/{record['dataset']}/{record['run_id']}.json"
         files[name] = source
         entry = {"record": name, "status": record.get("status"), "weights": None}
         kept = _weights_file(record, source)
@@ -112,7 +123,8 @@ def write_bundle(cfg, records: list[dict[str, Any]], path_of: Callable[[dict], P
 
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
-        notes += build_site({suite: records}, path_of, site, {suite: suite_description(suite)},
+        shown = [r for r in records if safe_names(r) and r["suite"] == suite]
+        notes += build_site({suite: shown}, path_of, site, {suite: suite_description(suite)},
                             figures=figures)
         files.update({f"site/{path.relative_to(site).as_posix()}": path
                       for path in sorted(site.rglob("*")) if path.is_file()})

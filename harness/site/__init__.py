@@ -88,7 +88,6 @@ def _figures(records: list[Record], suite: str, folder: Path) -> tuple[list[dict
 
 
 def _run_curves(record: Record, folder: Path) -> str | None:
-    from crlbench.errors import UserError
     from crlbench.report.plot import run_figure
 
     try:
@@ -106,7 +105,8 @@ def build_site(by_suite: dict[str, list[Record]], source: Callable[[Record], Pat
                figures: bool = True) -> list[str]:
     """Write the site of `by_suite` (suite -> its records) into `output`, replacing what is
     there; `source(record)` is the record's file, copied beside its page. `descriptions`:
-    suite -> the text under its title. Returns notes about figures that could not be drawn."""
+    suite -> the text under its title. Returns notes: the records left out, the figures that
+    could not be drawn."""
     output = Path(output)
     staging, old = (output.with_name(f".{output.name}.{part}") for part in ("partial", "old"))
     for leftover in (staging, old):

@@ -266,11 +266,9 @@ def render_comparison(frame: pd.DataFrame, tables: Sequence[PaperTable], fmt: st
     lines = [FOOTNOTE, *([note] if note else []),
              *settings_lines(tables, frame["table"])]
     if fmt == "markdown":
-        escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-        out = ["| " + " | ".join(HEADER) + " |",
-               "| :-- | :-- | :-- | --: | --: | --: | :-- | :-- |",
-               *("| " + " | ".join(map(escape, row)) + " |" for row in rows)]
-        return "\n".join(out) + "\n" + "".join(f"\n{line}\n" for line in lines)
+        from crlbench.report.table import pipe_table
+
+        return pipe_table(HEADER, rows, "lllrrrll") + "".join(f"\n{line}\n" for line in lines)
     if fmt == "latex":
         from crlbench.report.latex import latex_escape
 

@@ -24,6 +24,7 @@ from crlbench.errors import UserError
 from crlbench.report.metrics import format_mean_std, metric_style
 from crlbench.report.records import line_label, ok_runs, ordered_labels, variant_value
 from crlbench.report.summary import Record, is_number
+from crlbench.report.table import pipe_table
 
 IMBALANCE_COLUMNS = ("method", "dataset", "rho", "metric", "mean", "std", "n",
                      "drop_mean", "drop_std", "drop_n")
@@ -131,13 +132,6 @@ def _signed(metric: str, mean: float, std: float) -> str:
     return text if text.startswith("-") else "+" + text
 
 
-def _pipe_table(header: list[str], rows: list[list[str]], left: int) -> str:
-    align = ["| :-- " * left + "| --: " * (len(header) - left) + "|"]
-    lines = ["| " + " | ".join(header) + " |", *align]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def imbalance_markdown(table: pd.DataFrame) -> str:
     """A pipe table of `imbalance_table`'s frame: a row per method, dataset and rho; a column
     per metric with `mean ± std (Δ drop ± std)`."""
@@ -162,7 +156,7 @@ def imbalance_markdown(table: pd.DataFrame) -> str:
     note = ("Mean ± sample std over seeds; Δ is the drop from ρ = 1 paired per seed "
             "(value at ρ minus value at ρ = 1, same method, dataset and seed), mean ± std"
             + ("; accuracy, NMI, ARI and precision@k in %." if percent else "."))
-    return _pipe_table(header, rows, left=2) + "\n" + note + "\n"
+    return pipe_table(header, rows, "ll" + "r" * (len(header) - 2)) + "\n" + note + "\n"
 
 
 def wrong_k_markdown(table: pd.DataFrame) -> str:
@@ -187,7 +181,7 @@ def wrong_k_markdown(table: pd.DataFrame) -> str:
     note = ("K is the number of clusters the method was trained with; K̂ the number of "
             "clusters estimated from its features; error = |K̂ − classes|. Mean ± sample std "
             "over seeds.")
-    return _pipe_table(header, rows, left=2) + "\n" + note + "\n"
+    return pipe_table(header, rows, "ll" + "r" * (len(header) - 2)) + "\n" + note + "\n"
 
 
 def _plain(mean: float, std: float) -> str:

@@ -39,20 +39,23 @@ def _cell_text(cell: Cell, grid: Grid) -> str:
     return text if grid.uniform_n is not None else f"{text} ({cell.n})"
 
 
-def _markdown_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+def pipe_table(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A GitHub pipe table; `align` has one letter per column, "l" or "r". A "|" in any cell
+    is escaped, so names cannot split a row."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    rule = "|" + "".join(" :-- |" if a == "l" else " --: |" for a in align)
+    return "\n".join([line(header), rule, *map(line, rows)]) + "\n"
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
     """A GitHub pipe table: best per column in bold, a footnote line under it."""
     grid = build_grid(summary)
     header = ["method", *(f"{d} / {metric_header(m, lower=grid.lower)}" for d, m in grid.columns)]
-    lines = [
-        "| " + " | ".join(map(_markdown_escape, header)) + " |",
-        "| :-- |" + " --: |" * len(grid.columns),
-    ]
+    rows = []
     for method in grid.methods:
-        cells = [_markdown_escape(method)]
+        cells = [method]
         for column in grid.columns:
             cell = grid.cell(method, column)
             if cell is None:
@@ -60,9 +63,9 @@ def to_markdown(summary: pd.DataFrame) -> str:
             else:
                 text = _cell_text(cell, grid)
                 cells.append(f"**{text}**" if cell.mark == "best" else text)
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", footnote(grid) + " Best per column in bold."]
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    table = pipe_table(header, rows, "l" + "r" * len(grid.columns))
+    return table + "\n" + footnote(grid) + " Best per column in bold.\n"
 
 
 def to_csv(summary: pd.DataFrame) -> str:

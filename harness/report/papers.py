@@ -179,22 +179,21 @@ def compare(records: Iterable[Record], summary: pd.DataFrame,
         if record.get("status") == "ok" and not record.get("variant"):
             by_cell.setdefault((row_label(record), record["dataset"]), []).append(
                 our_conventions(record))
-    published: dict[tuple, list[tuple[PaperTable, PaperNumber]]] = {}
+    # (method, dataset, metric) -> (value, conventions) -> the tables and rows printing it
+    published: dict[tuple[str, str, str], dict[tuple, list[tuple[PaperTable, PaperNumber]]]] = {}
     for table in tables:
         conventions = tuple(sorted((k, str(v)) for k, v in table.conventions.items()))
         for number in table.numbers:
-            key = (number.method, number.dataset, number.metric, number.value, conventions)
-            published.setdefault(key, []).append((table, number))
+            same = published.setdefault((number.method, number.dataset, number.metric), {})
+            same.setdefault((number.value, conventions), []).append((table, number))
     rows = []
     for cell in summary.astype({"method": str, "dataset": str, "metric": str}).itertuples():
         conventions = by_cell.get((cell.method, cell.dataset))
         if not conventions:
             continue  # a variant row: no published number is of it
-        for (method, dataset, metric, value, _), sources in published.items():
-            if (method, dataset, metric) != (cell.method, cell.dataset, cell.metric):
-                continue
-            table = sources[0][0]
-            differ, unknown = differences(conventions, table.conventions, metric)
+        for (value, _), sources in published.get((cell.method, cell.dataset, cell.metric),
+                                                 {}).items():
+            differ, unknown = differences(conventions, sources[0][0].conventions, cell.metric)
             rows.append((cell.method, cell.dataset, cell.metric, cell.mean, cell.std, cell.n,
                          value, cell.mean - value, ", ".join(t.id for t, _ in sources),
                          "; ".join(dict.fromkeys(n.row for _, n in sources)),

@@ -21,7 +21,7 @@ from crlbench.report.metrics import default_metric_order, metric_style
 from crlbench.report.plot import suite_runs
 from crlbench.report.records import line_label, ordered_labels
 from crlbench.report.stats import ALPHA, average_ranks, friedman_test, nemenyi_cd
-from crlbench.report.summary import Record, is_number
+from crlbench.report.summary import Record, declared_lower_is_better, is_number
 
 
 def dataset_scores(runs: list[Record], metric: str) -> pd.DataFrame:
@@ -81,9 +81,7 @@ def rank_summary(records: Iterable[Record], metric: str | None = None) -> Ranks:
     datasets, or for a metric that is not ranked (an estimate such as a K)."""
     suite, runs = suite_runs(records)
     metric = metric or _default_metric(runs)
-    # the records' evaluators may declare their own metrics lower-is-better
-    style = metric_style(metric, frozenset(
-        name for r in runs for name in r.get("lower_is_better") or ()))
+    style = metric_style(metric, frozenset(declared_lower_is_better(runs)))
     if not style.ranked:
         raise UserError(f"{metric} is an estimate judged by its error, not a score to rank")
     scores = dataset_scores(runs, metric)

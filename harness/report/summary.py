@@ -127,10 +127,14 @@ def summarize(
         if row.seed is not None:
             seeds.setdefault((row.label, row.dataset, row.metric), {})[int(row.seed)] = row.value
     summary.attrs["seeds"] = seeds
-    # metrics that the records' evaluators declare lower-is-better (plugins' own metrics)
-    summary.attrs["lower_is_better"] = sorted(
-        {name for r in ok for name in r.get("lower_is_better") or ()})
+    summary.attrs["lower_is_better"] = declared_lower_is_better(ok)
     return summary[list(COLUMNS)]
+
+
+def declared_lower_is_better(records: Iterable[Record]) -> list[str]:
+    """The metrics that the records' evaluators declare lower-is-better (plugins' own
+    metrics; the built-in ones are `metrics.LOWER_IS_BETTER`)."""
+    return sorted({name for r in records for name in r.get("lower_is_better") or ()})
 
 
 def mixed_configs(records: Iterable[Record], *, datasets: Sequence[str] | None = None,

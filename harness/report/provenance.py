@@ -37,14 +37,22 @@ def _shown(records: Iterable[dict[str, Any]], datasets: Sequence[str] | None,
     return [r for r in records if r.get("status") == "ok" and matches(r, datasets, methods)]
 
 
+def made_between(records: Iterable[dict[str, Any]]) -> str | None:
+    """The dates the records were made: "2026-12-01", or "2026-12-01 to 2026-12-03"; None when
+    none says."""
+    dates = sorted(str(r.get("created", ""))[:10] for r in records if r.get("created"))
+    if not dates:
+        return None
+    return dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+
+
 def provenance(records: Iterable[dict[str, Any]], *, datasets: Sequence[str] | None = None,
                methods: Sequence[str] | None = None) -> str | None:
     """The line for the ok records a table with these filters shows; None if there are none."""
     shown = _shown(records, datasets, methods)
     if not shown:
         return None
-    dates = sorted(str(r.get("created", ""))[:10] for r in shown if r.get("created"))
-    when = (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}") if dates else "?"
+    when = made_between(shown) or "?"
     env = lambda key: (lambda r: (r.get("environment") or {}).get(key))  # noqa: E731
     commits = _values(shown, _commit)
     return (f"From {len(shown)} records of suite {_values(shown, lambda r: r.get('suite'))}, "

@@ -28,6 +28,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from crlbench.errors import UserError
+from crlbench.report.provenance import made_between
 from crlbench.report.select import Record
 from crlbench.site.context import run_page, run_page_context, suite_page
 from crlbench.store import safe_names
@@ -169,8 +170,6 @@ def _write_site(staging: Path, by_suite: dict[str, list[Record]],
 
 
 def _overview(suite: str, page: dict, records: Iterable[Record]) -> dict:
-    dates = sorted(str(r.get("created", ""))[:10] for r in records if r.get("created"))
     return {"suite": suite, "description": page["description"], "ok": page["counts"]["ok"],
             "failed": page["counts"]["failed"], "datasets": [t["dataset"] for t in page["tables"]],
-            "made": (dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}")
-                    if dates else ""}
+            "made": made_between(records) or ""}
